@@ -1,0 +1,1 @@
+"""The functional graph IR, the primitive table, tracing, the reference interpreter and the graph transforms (passes, jvp, vjp, Taylor mode, batching)."""

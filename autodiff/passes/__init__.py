@@ -1,0 +1,1 @@
+"""Graph -> Graph optimisation passes: inline, dce, cse, fold, simplify."""

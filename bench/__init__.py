@@ -1,0 +1,1 @@
+"""Benchmarks: each script prints a table with baselines run side by side."""

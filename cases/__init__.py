@@ -1,0 +1,1 @@
+"""Worked cases built on sciml, e.g. cases.gomd, the GOMO ocean model."""

@@ -1,0 +1,1 @@
+"""Parallel execution: MPI domain decomposition, halo exchange, collectives and data parallelism."""
