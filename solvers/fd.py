@@ -31,6 +31,7 @@ Example:
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,12 @@ def stencil_weights(deriv, offsets):
     >>> stencil_weights(1, [-1, 0, 1]).tolist()
     [-0.5, 0.0, 0.5]
     """
+    return _stencil_weights(int(deriv), tuple(offsets)).copy()
+
+
+@lru_cache(maxsize=256)
+def _stencil_weights(deriv, offsets):
+    # Cached: exact rational arithmetic is slow and operators ask for the same stencils.
     return fornberg_weights(0, offsets, deriv)[deriv]
 
 
@@ -141,13 +148,19 @@ _BC_TYPES = (Dirichlet, Neumann, Periodic)
 
 
 def _ghost_rule(bc, n, dx, width, degree, side):
+    """Linear ghost map of ``bc`` (see :func:`_ghost_rule_cached`)."""
+    return _ghost_rule_cached(type(bc).__name__, n, float(dx), width, degree, side)
+
+
+@lru_cache(maxsize=1024)
+def _ghost_rule_cached(kind, n, dx, width, degree, side):
     """Linear ghost map ``ghosts = block @ M.T + g * c`` for one side.
 
     ``block`` is the first (left) or last (right) ``degree`` interior entries. Each ghost
     is the value at its position of the degree-``degree`` polynomial through ``block``
     that satisfies the boundary condition.
     """
-    d = 0 if isinstance(bc, Dirichlet) else 1
+    d = 0 if kind == "Dirichlet" else 1
     q = degree
     if side == "left":
         ghosts, interior = range(-width, 0), list(range(q))
