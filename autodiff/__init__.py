@@ -1,1 +1,2 @@
-"""The functional graph IR, the primitive table, tracing, the reference interpreter and the graph transforms (passes, jvp, vjp, Taylor mode, batching)."""
+"""The functional graph IR, the primitive table, tracing, the reference interpreter and the
+graph transforms (passes, jvp, vjp, Taylor mode, batching)."""

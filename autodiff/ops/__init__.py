@@ -1,1 +1,6 @@
-"""The primitive table, one module per family of primitives."""
+"""The primitive table, one module per family of primitives.
+
+Importing this package declares every primitive (``autodiff.primitives.PRIMITIVES``).
+"""
+
+from . import control, elementwise, fft, indexing, linalg, random, reduce, shape  # noqa: F401

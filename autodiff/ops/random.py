@@ -1,0 +1,1 @@
+"""random primitives (to be filled)."""
