@@ -328,6 +328,19 @@ _POLY = {
     ),
 }
 
+# pow: Q(z) = ((2*atanh(s) - 2*s)/s**3 - 2/3)/z, z = s**2 in [0, 0.03]
+_POLY["logdd64"] = (
+    0.4,
+    0.28571428571429486,
+    0.2222222222158182,
+    0.18181818352011497,
+    0.1538459320489866,
+    0.1333489931751719,
+    0.1170372803580376,
+    0.11749143968552968,
+)
+TWO_THIRDS, TWO_THIRDS_LO = 0.6666666666666666, 3.700743415417188e-17
+
 _ERFC64 = (
     (1.5, 0.033894853524689274, -0.11893028922362939, 0.17839543383544407, -0.13875200409423133, 0.044598858458861204, 0.014866286152746044, -0.01932617199885317, 0.004743053207835929, 0.0023626776211650162, -0.0017098196672546224, 9.291428106724173e-05, 0.0002544495759217921, -7.768994601400183e-05, -1.7962605539251335e-05, 1.4091941667864247e-05, -5.683602380200433e-07, -1.5308229035011648e-06, 2.8070456752601277e-07, 1.0105765937126117e-07),
     (2.5, 0.0004069520174449589, -0.002178284230352711, 0.005445710575881774, -0.008350089549685143, 0.008622375078479554, -0.006117348213591158, 0.002798490157044802, -0.0005424100607727855, -0.00026067017371749743, 0.0002502853766461842, -7.880133198378731e-05, -5.1369055449073354e-06, 1.4080045159285161e-05, -4.691556842554845e-06, -1.8156125279472354e-07, 6.435349640190984e-07, -1.7852808109224318e-07, -2.2773907846030447e-08, 2.235877045347101e-08),
@@ -367,6 +380,7 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
     tanh_clamp, hyp_big, tan_pi8, tan_3pi8, pio4_hi, pio4_lo, erf_one = (
         k[n] for n in ("tanh_clamp", "hyp_big", "tan_pi8", "tan_3pi8", "pio4_hi", "pio4_lo", "erf_one")
     )
+    p_logdd = _horner(_POLY["logdd64"], F)  # pow's log, float64 only
     p_exp, p_log, p_sin, p_cos, p_atan, p_erf = (
         _horner(_POLY[n + suffix], F) for n in ("exp", "log", "sin", "cos", "atan", "erf")
     )
@@ -562,8 +576,135 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
         res = sel(a >= erf_one, one, sel(a >= one, one - erfc_mid(a), small))
         return copysign(res, x)
 
+
+    @jit
+    def atan_reduced(t):
+        """atan(t) for |t| <= tan(pi/8)."""
+        z = t * t
+        return fma(t * z, p_atan(z), t)
+
+    @jit
+    def arctan(x):
+        a = abs(x)
+        mid, far = a > tan_pi8, a > tan_3pi8
+        # atan(a) = m*pi/4 + atan(t): t = a, (a-1)/(a+1) or -1/a; one division for all three
+        t = div(sel(far, -one, sel(mid, a - one, a)), sel(far, a, sel(mid, a + one, one)))
+        m = sel(far, two, sel(mid, one, zero))
+        return copysign(fma(m, pio4_hi, fma(m, pio4_lo, atan_reduced(t))), x)
+
+    @jit
+    def arctan2(y, x):
+        ay, ax = abs(y), abs(x)
+        swap = ay > ax
+        num, den = sel(swap, ax, ay), sel(swap, ay, ax)
+        # 0/0 and inf/inf: the limits atan2 takes for equal magnitudes
+        r = sel(ax == ay, sel(ax == zero, zero, one), div(num, den))
+        mid = r > tan_pi8
+        t = sel(mid, div(r - one, r + one), r)
+        # angle = m*pi/4 + s*atan(t), folding in pi/2 - . (swap) and pi - . (x < 0)
+        m, s = sel(mid, one, zero), one
+        m, s = sel(swap, two - m, m), sel(swap, -s, s)
+        xneg = bits(x) < 0
+        m, s = sel(xneg, F(4) - m, m), sel(xneg, -s, s)
+        res = copysign(fma(m, pio4_hi, fma(m, pio4_lo, s * atan_reduced(t))), y)
+        return sel((x != x) | (y != y), x + y, res)
+
+
+    @jit
+    def two_sum(a, b):
+        """a + b = s + e exactly (Knuth)."""
+        t = a + b
+        bb = t - a
+        return t, (a - (t - bb)) + (b - bb)
+
+    @jit
+    def log_dd(a):
+        """log(a) as hi + lo with about 2**-64 relative error, for finite a > 0.
+
+        pow needs it: an error e in log(x) becomes a relative error |y|*e in x**y, and
+        |y*log(x)| reaches 745. log(1+f) = 2s + (2/3)s**3 + s**5*Q(s**2), s = f/(2+f);
+        the first two terms are carried in double-double, the rest is small enough.
+        """
+        f, kf = log_reduce(a)
+        den = two + f
+        den_lo = (two - den) + f  # exact: Fast2Sum with |f| < 2
+        s = div(f, den)
+        s_lo = div(fma(-s, den, f) - s * den_lo, den)  # f/den - s, to first order
+        z = s * s
+        z_lo = fma(s, s, -z)
+        s3 = s * z
+        s3_lo = fma(s, z, -s3) + s * z_lo
+        t = TWO_THIRDS * s3
+        t_lo = fma(TWO_THIRDS, s3, -t) + fma(TWO_THIRDS, s3_lo, TWO_THIRDS_LO * s3)
+        rest = s3 * z * p_logdd(z)
+        head = kf * ln2_head  # exact: ln2_head has trailing zero bits
+        h1, e1 = two_sum(head, s + s)
+        h2, e2 = two_sum(h1, t)
+        # d(2*atanh(s))/ds = 2/(1 - s**2): s_lo enters as 2*s_lo*(1 + z)
+        ds = fma(s_lo + s_lo, z, s_lo + s_lo)
+        lo = (e1 + e2) + (ds + (t_lo + rest) + kf * ln2_lead_tail)
+        h = h2 + lo
+        return h, lo - (h - h2)
+
+    @jit
+    def power(x, y):
+        ax = abs(x)
+        lh, ll = log_dd(ax)
+        yh = y * lh
+        yl = fma(y, lh, -yh) + y * ll
+        res = exp_dd(yh, sel(yh - yh == zero, yl, zero))  # tails of infinities are NaN
+        # x**y for x <= 0 and y finite: nan unless y is an integer, odd y keeps the sign
+        y_int = rint(y) == y
+        hy = half * y
+        odd = y_int & (rint(hy) != hy) & (abs(y) < magic)
+        res = sel(ax == zero, sel(y < zero, inf, zero), sel(ax == inf, sel(y < zero, zero, inf), res))
+        res = sel(bits(x) < 0, sel(odd, -res, sel(y_int | (ax == inf) | (ax == zero), res, nan)), res)
+        res = sel((x != x) | (y != y), x + y, res)
+        # C99: pow(1, y) = 1 and pow(x, 0) = 1 even for NaN; pow(-1, +-inf) = 1
+        res = sel((ax == one) & (abs(y) == inf), one, res)
+        return sel((x == one) | (y == zero), one, res)
+
     return locals()
+
+
+
+def _pow_f32(pow64):
+    """float32 pow through the float64 one: an f32 log/exp pair would lose about
+    |y*log(x)| * 2**-24 relative, so the product needs the wider type (as glibc's powf does)."""
+
+    @numba.njit(**_JIT)
+    def power(x, y):
+        return np.float32(pow64(np.float64(x), np.float64(y)))
+
+    return power
 
 
 _F64 = _build("float64")
 _F32 = _build("float32")
+_F32["power"] = _pow_f32(_F64["power"])
+
+# primitive name -> function name in this module's _build (numpy spellings)
+_PRIMS = {
+    "exp": "exp", "expm1": "expm1", "log": "log", "log1p": "log1p", "sin": "sin",
+    "cos": "cos", "tan": "tan", "tanh": "tanh", "sinh": "sinh", "cosh": "cosh", "erf": "erf",
+    "arctan": "arctan", "arctan2": "arctan2", "power": "power",
+}
+
+# other spellings a primitive table may use
+_ALIASES = {"atan": "arctan", "atan2": "arctan2", "pow": "power"}
+
+#: VMATH[prim][dtype] -> scalar numba function (inline="always"), e.g. VMATH["exp"]["float32"]
+VMATH = {p: {"float64": _F64[n], "float32": _F32[n]} for p, n in _PRIMS.items()}
+
+#: VMATH_SOURCE_NAMES[prim][dtype] -> the name generated source imports from kernels.vmath
+VMATH_SOURCE_NAMES = {p: {"float64": f"{p}_f64", "float32": f"{p}_f32"} for p in _PRIMS}
+
+# module-level names so that generated code can write `from kernels.vmath import exp_f64`
+for _p, _byd in VMATH.items():
+    for _d, _fn in _byd.items():
+        globals()[VMATH_SOURCE_NAMES[_p][_d]] = _fn
+del _p, _byd, _d, _fn
+for _a, _p in _ALIASES.items():
+    VMATH[_a], VMATH_SOURCE_NAMES[_a] = VMATH[_p], VMATH_SOURCE_NAMES[_p]
+del _a, _p
+
