@@ -97,8 +97,8 @@ def cg_step(matvec, precond, state):
 def cg(A, b, x0=None, rtol=1e-10, atol=0.0, maxiter=None, M=None):
     """Conjugate gradients for symmetric definite ``A`` (either sign), optional
     preconditioner ``M`` approximating ``A^-1`` (symmetric, same sign as ``A``)."""
-    b = _check_rhs(A, b)
     matvec = as_matvec(A)
+    b = _check_rhs(A, b)
     precond = (lambda r: r) if M is None else as_matvec(M, "M")
     x = np.zeros_like(b) if x0 is None else np.asarray(x0, dtype=b.dtype)
     r = b - matvec(x)
@@ -163,8 +163,8 @@ def gmres(A, b, x0=None, rtol=1e-10, atol=0.0, restart=30, maxiter=None, M=None)
 
     ``maxiter`` counts Arnoldi steps over all cycles (default ``10 * n``).
     """
-    b = _check_rhs(A, b)
     matvec = as_matvec(A)
+    b = _check_rhs(A, b)
     precond = (lambda r: r) if M is None else as_matvec(M, "M")
     x = np.zeros_like(b) if x0 is None else np.asarray(x0, dtype=b.dtype)
     target, maxiter = _target(b, rtol, atol), 10 * b.size if maxiter is None else maxiter
@@ -292,11 +292,12 @@ def _check_mg_grid(f, dx, bc):
     f = np.asarray(f, dtype=float)
     if not 1 <= f.ndim <= 3:
         raise SolverError(f"multigrid: f must be 1-, 2- or 3-D, got shape {f.shape}")
-    if not isinstance(bc, Dirichlet):
-        raise NotImplementedError(
-            f"multigrid supports Dirichlet boundaries only, got {type(bc).__name__}; "
-            "use cg/gmres with fd.laplacian_matrix for other boundary conditions"
-        )
+    for b in bc if isinstance(bc, tuple | list) else (bc,):
+        if not isinstance(b, Dirichlet):
+            raise NotImplementedError(
+                f"multigrid supports Dirichlet boundaries only, got {type(b).__name__}; "
+                "use cg/gmres with fd.laplacian_matrix for other boundary conditions"
+            )
     if any(n % 2 == 0 for n in f.shape):
         raise SolverError(
             f"multigrid: every axis needs an odd number of interior points (2^k - 1 is "
@@ -311,7 +312,8 @@ def multigrid(f, dx, sigma=0.0, bc=Dirichlet(0.0, 0.0), x0=None, rtol=1e-10, ato
     """Solve ``(laplacian(u, dx, bc) - sigma u) = f`` by V-cycles (``sigma >= 0``).
 
     ``f`` has the grid's shape (interior nodes, odd sizes ``2^k - 1`` per axis best);
-    Dirichlet values in ``bc`` are moved to the right-hand side. ``nit`` counts V-cycles.
+    Dirichlet values in ``bc`` (one ``Dirichlet`` or one per axis, values may be arrays
+    over the boundary face) are moved to the right-hand side. ``nit`` counts V-cycles.
 
     >>> n = 31; x = np.arange(1, n + 1) / (n + 1)
     >>> r = multigrid(-np.pi**2 * np.sin(np.pi * x), 1.0 / (n + 1))
