@@ -95,7 +95,13 @@ def newton(fun, x0, jac, args=(), tol=1e-10, xtol=0.0, maxiter=50, max_backtrack
             return NewtonResult(x, it, _norm(f), nfev, it)
         if it == maxiter:
             break
-        x, f, step, alpha, nf = newton_step(fun, jac, x, f, args, max_backtracks)
+        try:
+            x, f, step, alpha, nf = newton_step(fun, jac, x, f, args, max_backtracks)
+        except (np.linalg.LinAlgError, NaNError) as e:
+            raise ConvergenceError(
+                f"newton: singular Jacobian at iteration {it + 1} (|F|_max = {_norm(f):.3e}, "
+                f"last step |dx|_max = {_norm(step):.3e}): {e}"
+            ) from e
         nfev += nf
         if alpha == 0.0:
             raise ConvergenceError(
