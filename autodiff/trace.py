@@ -122,7 +122,8 @@ class Tracer:
         raise TracerError(
             f"{what} of a traced array {self.aval} (at {user_source() or 'unknown line'}): its "
             "value is not known while tracing. Use sciml.cond / sciml.while_loop / "
-            "sciml.fori_loop / sciml.scan for control flow on traced values, or mark the argument static."
+            "sciml.fori_loop / sciml.scan for control flow on traced values, or mark the "
+            "argument static."
         )
 
     def __bool__(self):
