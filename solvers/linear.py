@@ -172,7 +172,8 @@ def gmres(A, b, x0=None, rtol=1e-10, atol=0.0, restart=30, maxiter=None, M=None)
     r = b - matvec(x)
     history, nit = [float(np.linalg.norm(r))], 0
     while history[-1] > target and nit < maxiter:
-        dz, _, steps = gmres_cycle(lambda v: matvec(precond(v)), r, min(restart, maxiter - nit), target)
+        op = lambda v: matvec(precond(v))
+        dz, _, steps = gmres_cycle(op, r, min(restart, maxiter - nit), target)
         x, nit = x + precond(dz), nit + steps
         r = b - matvec(x)  # true residual: the cycle's estimate drifts in finite precision
         history.append(float(np.linalg.norm(r)))
@@ -307,7 +308,10 @@ def _check_mg_grid(f, dx, bc):
     return f, dxs
 
 
-def multigrid(f, dx, sigma=0.0, bc=Dirichlet(0.0, 0.0), x0=None, rtol=1e-10, atol=0.0,
+_ZERO_DIRICHLET = Dirichlet(0.0, 0.0)
+
+
+def multigrid(f, dx, sigma=0.0, bc=_ZERO_DIRICHLET, x0=None, rtol=1e-10, atol=0.0,
               maxiter=100, nu=(2, 2), smoother="rbgs"):
     """Solve ``(laplacian(u, dx, bc) - sigma u) = f`` by V-cycles (``sigma >= 0``).
 

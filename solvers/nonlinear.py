@@ -65,7 +65,9 @@ def newton_step(fun, jac, x, f, args=(), max_backtracks=30):
     """
     dx = -solve_jacobian(jac(x, *args), f)
     if not np.all(np.isfinite(dx)):
-        raise NaNError(f"newton: the Newton step is not finite (singular Jacobian?) at |F|={_norm(f):.3e}")
+        raise NaNError(
+            f"newton: the Newton step is not finite (singular Jacobian?) at |F|={_norm(f):.3e}"
+        )
     if max_backtracks == 0:
         x1 = x + dx
         return x1, np.asarray(fun(x1, *args), dtype=float), dx, 1.0, 1

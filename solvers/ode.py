@@ -270,7 +270,10 @@ class _Rodas4:
     def _jacobians(self, t, y):
         if self._cache is not None and self._cache[0] == t:
             return self._cache[1:]
-        jmat = self.jac(t, y, self.params) if self.jac else fd_jacobian(self.rhs, t, y, self.f, self.params)
+        if self.jac is not None:
+            jmat = self.jac(t, y, self.params)
+        else:
+            jmat = fd_jacobian(self.rhs, t, y, self.f, self.params)
         self.nfev += 0 if self.jac else y.size
         self.njev += 1
         # df/dt by a forward difference, as in Hairer's code for non-autonomous problems.
@@ -385,7 +388,9 @@ def solve_ivp(rhs, t_span, y0, method="DOPRI5", t_eval=None, dense_output=False,
     dense, nsteps, nrej, rejected, saw_nan = [], 0, 0, False, False
     while (tf - t) * direction > 0:
         if nsteps >= max_steps:
-            raise ConvergenceError(f"solve_ivp({method}): max_steps={max_steps} reached at t={t:.10g}")
+            raise ConvergenceError(
+                f"solve_ivp({method}): max_steps={max_steps} reached at t={t:.10g}, h={h:.3e}"
+            )
         h = min(h, abs(tf - t))
         if h < 10 * EPS * max(abs(t), 1e-300):
             raise _underflow(t, h, saw_nan, method)

@@ -56,8 +56,8 @@ def test_bratu_sparse_jacobian_order(order):
         h = 1.0 / (n + 1)
         x = h * np.arange(1, n + 1)
         A, _ = laplacian_matrix((n,), h, Dirichlet(), order)
-        F = lambda u: laplacian(u, h, Dirichlet(), order) + lam * np.exp(u)
-        J = lambda u: A + sp.diags(lam * np.exp(u))
+        F = lambda u, h=h: laplacian(u, h, Dirichlet(), order) + lam * np.exp(u)
+        J = lambda u, A=A: A + sp.diags(lam * np.exp(u))
         r = nl.newton(F, np.zeros(n), J, tol=1e-11)
         assert r.nit <= 6
         errors.append(np.max(np.abs(r.x - bratu_exact(x, lam))))
