@@ -24,14 +24,14 @@ array([2. , 4. , 2.5])
 
 from sciml.ocean.grid import (
     CORNER,
-    T,
-    U,
     UW,
-    V,
     VW,
-    W,
     Grid,
     Position,
+    T,
+    U,
+    V,
+    W,
 )
 from sciml.ocean.operators import (
     AXB,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sciml.ocean.grid import T, Grid, Position
+from sciml.ocean.grid import Grid, Position, T
 
 _AXES = {"x": -1, "y": -2, "z": -3}
 

@@ -1,0 +1,159 @@
+"""Lateral boundary conditions (pom2k ``bcond``), as functions returning new arrays.
+
+East/west are open: a radiation condition on the depth-mean normal velocity around a
+geostrophically balanced inflow, a smoothed radiation condition on the 3-D velocity, upwind
+advection of T, S, q2, q2l with the inflow values held fixed. North/south use the same
+formulas with zero boundary data; on the seamount they sit on land, so the masks fsm, dum, dvm
+close them (a closed boundary is always just a mask).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cases.gomd.regions import col, put_i, put_j, row
+
+
+def elevation(elf, p):
+    """Sea level: copy the first interior row/column outward, then mask land (bcond 1)."""
+    im, jm = p["im"], p["jm"]
+    elf = put_i(elf, 1, col(elf, 2))
+    elf = put_i(elf, im, col(elf, im - 1))
+    elf = put_j(elf, 1, row(elf, 2))
+    elf = put_j(elf, jm, row(elf, jm - 1))
+    return elf * p["fsm"]
+
+
+def depth_mean_velocity(uaf, vaf, el, p, cfg):
+    """Radiation condition on the normal depth-mean velocity (bcond 2), ramp = 1.
+
+    u_boundary = u_inflow +- sqrt(g / h) (eta - eta_boundary): long gravity waves leave the
+    domain while the inflow and its geostrophic sea level are imposed.
+    """
+    im, jm, h, g = p["im"], p["jm"], p["h"], cfg.grav
+    inner_j = (np.arange(1, jm + 1) >= 2) & (np.arange(1, jm + 1) <= jm - 1)
+    east = p["uabe"] + np.sqrt(g / col(h, im - 1)) * (col(el, im - 1) - p["ele"])
+    west = p["uabw"] - np.sqrt(g / col(h, 2)) * (col(el, 2) - p["elw"])
+    uaf = put_i(uaf, im, np.where(inner_j, east, col(uaf, im)))
+    uaf = put_i(uaf, 2, np.where(inner_j, west, col(uaf, 2)))
+    uaf = put_i(uaf, 1, np.where(inner_j, col(uaf, 2), col(uaf, 1)))
+    vaf = put_i(vaf, im, np.where(inner_j, 0.0, col(vaf, im)))
+    vaf = put_i(vaf, 1, np.where(inner_j, 0.0, col(vaf, 1)))
+    inner_i = (np.arange(1, im + 1) >= 2) & (np.arange(1, im + 1) <= im - 1)
+    north = np.sqrt(g / row(h, jm - 1)) * row(el, jm - 1)
+    south = -np.sqrt(g / row(h, 2)) * row(el, 2)
+    vaf = put_j(vaf, jm, np.where(inner_i, north, row(vaf, jm)))
+    uaf = put_j(uaf, jm, np.where(inner_i, 0.0, row(uaf, jm)))
+    vaf = put_j(vaf, 2, np.where(inner_i, south, row(vaf, 2)))
+    vaf = put_j(vaf, 1, np.where(inner_i, row(vaf, 2), row(vaf, 1)))
+    uaf = put_j(uaf, 1, np.where(inner_i, 0.0, row(uaf, 1)))
+    return uaf * p["dum"], vaf * p["dvm"]
+
+
+def _smooth_along(a):
+    """.25 a[n-1] + .5 a[n] + .25 a[n+1] along the boundary (only interior n are used)."""
+    return 0.25 * np.roll(a, 1, axis=-1) + 0.5 * a + 0.25 * np.roll(a, -1, axis=-1)
+
+
+def velocity(uf, vf, u, v, p, cfg):
+    """3-D normal velocity at open boundaries (bcond 3): the interior value next to the
+    boundary, smoothed along it, weighted by sqrt(h / hmax); tangential velocity zero."""
+    im, jm, h, kb = p["im"], p["jm"], p["h"], p["kb"]
+    upper = (np.arange(kb) < kb - 1)[:, None]
+    inner_j = upper & ((np.arange(1, jm + 1) >= 2) & (np.arange(1, jm + 1) <= jm - 1))
+    inner_i = upper & ((np.arange(1, im + 1) >= 2) & (np.arange(1, im + 1) <= im - 1))
+    ga = np.sqrt(col(h, im) / cfg.hmax)
+    east = ga * _smooth_along(col(u, im - 1)) + (1.0 - ga) * _smooth_along(col(u, im))
+    ga = np.sqrt(col(h, 1) / cfg.hmax)
+    west = ga * _smooth_along(col(u, 3)) + (1.0 - ga) * _smooth_along(col(u, 2))
+    uf = put_i(uf, im, np.where(inner_j, east, col(uf, im)))
+    vf = put_i(vf, im, np.where(inner_j, 0.0, col(vf, im)))
+    uf = put_i(uf, 2, np.where(inner_j, west, col(uf, 2)))
+    uf = put_i(uf, 1, np.where(inner_j, col(uf, 2), col(uf, 1)))
+    vf = put_i(vf, 1, np.where(inner_j, 0.0, col(vf, 1)))
+    ga = np.sqrt(row(h, jm) / cfg.hmax)
+    north = ga * _smooth_along(row(v, jm - 1)) + (1.0 - ga) * _smooth_along(row(v, jm))
+    ga = np.sqrt(row(h, 1) / cfg.hmax)
+    south = ga * _smooth_along(row(v, 3)) + (1.0 - ga) * _smooth_along(row(v, 2))
+    vf = put_j(vf, jm, np.where(inner_i, north, row(vf, jm)))
+    uf = put_j(uf, jm, np.where(inner_i, 0.0, row(uf, jm)))
+    vf = put_j(vf, 2, np.where(inner_i, south, row(vf, 2)))
+    vf = put_j(vf, 1, np.where(inner_i, row(vf, 2), row(vf, 1)))
+    uf = put_j(uf, 1, np.where(inner_i, 0.0, row(uf, 1)))
+    upper3 = (np.arange(kb) < kb - 1)[:, None, None]
+    return np.where(upper3, uf * p["dum"], uf), np.where(upper3, vf * p["dvm"], vf)
+
+
+def _upwind_side(f_in, f_out, fb_held, un, dt_in, w_in, p, inflow_sign, cfg):
+    """One open side of the tracer condition (bcond 4), as a column over [k, n].
+
+    Outflow: upwind advection from the first interior point plus its vertical advection.
+    Inflow: relaxation to the held value ``fb_held``. ``un`` is the normal Courant number.
+    """
+    kb, zz = p["kb"], p["zz"]
+    inflow = un * inflow_sign >= 0.0
+    out = f_out - un * (f_out - f_in) * -inflow_sign
+    # vertical advection term on layers 2..kb-2 (1-based), pom2k's wm
+    k = np.arange(1, kb + 1)[:, None]
+    zden = np.concatenate([[1.0], zz[:-2] - zz[2:], [1.0]])[:, None]
+    w_mid = 0.5 * (w_in + np.roll(w_in, -1, axis=0))
+    wm = w_mid * cfg.dti / (zden * dt_in)
+    f_up, f_dn = np.roll(f_in, 1, axis=0), np.roll(f_in, -1, axis=0)
+    out = np.where((k >= 2) & (k <= kb - 2), out - wm * (f_up - f_dn), out)
+    held = f_out - un * (fb_held - f_out) * inflow_sign * -1.0
+    return np.where(inflow, held, out)
+
+
+def tracers(tf, sf, t, s, u, v, w, dt, p, cfg):
+    """Temperature and salinity at open boundaries (bcond 4), then the land mask."""
+    im, jm, dx, dy, kb = p["im"], p["jm"], p["dx"], p["dy"], p["kb"]
+    dti = cfg.dti
+    upper = (np.arange(kb) < kb - 1)[:, None]
+    sides = []
+    # east: outflow when u > 0
+    un = 2.0 * col(u, im) * dti / (col(dx, im) + col(dx, im - 1))
+    sides.append(("i", im, im - 1, un, -1.0, "tbe", "sbe"))
+    un = 2.0 * col(u, 2) * dti / (col(dx, 1) + col(dx, 2))
+    sides.append(("i", 1, 2, un, 1.0, "tbw", "sbw"))
+    un_n = 2.0 * row(v, jm) * dti / (row(dy, jm) + row(dy, jm - 1))
+    un_s = 2.0 * row(v, 2) * dti / (row(dy, 1) + row(dy, 2))
+    sides.append(("j", jm, jm - 1, un_n, -1.0, "tbn", "sbn"))
+    sides.append(("j", 1, 2, un_s, 1.0, "tbs", "sbs"))
+    for axis, at, inner, un, sign, tkey, skey in sides:
+        get, put = (col, put_i) if axis == "i" else (row, put_j)
+        dt_in, w_in = get(dt, inner), get(w, inner)
+        new_t = _upwind_side(get(t, inner), get(t, at), p[tkey], un, dt_in, w_in,
+                             p, sign, cfg)
+        new_s = _upwind_side(get(s, inner), get(s, at), p[skey], un, dt_in, w_in,
+                             p, sign, cfg)
+        tf = put(tf, at, np.where(upper, new_t, get(tf, at)))
+        sf = put(sf, at, np.where(upper, new_s, get(sf, at)))
+    upper3 = (np.arange(kb) < kb - 1)[:, None, None]
+    return np.where(upper3, tf * p["fsm"], tf), np.where(upper3, sf * p["fsm"], sf)
+
+
+def turbulence(q2f, q2lf, q2, q2l, u, v, p, cfg):
+    """q2 and q2l at open boundaries (bcond 6): upwind outflow, inflow relaxes to ``small``;
+    then the land mask and pom2k's floor of 1e-10."""
+    im, jm, dx, dy, small = p["im"], p["jm"], p["dx"], p["dy"], cfg.small
+    dti = cfg.dti
+
+    def side(f_at, f_in, un, sign):
+        inflow = un * sign >= 0.0
+        held = f_at - un * (small - f_at) * (-sign)
+        out = f_at - un * (f_at - f_in) * -sign
+        return np.where(inflow, held, out)
+
+    un_e = 2.0 * col(u, im) * dti / (col(dx, im) + col(dx, im - 1))
+    un_w = 2.0 * col(u, 2) * dti / (col(dx, 1) + col(dx, 2))
+    q2f = put_i(q2f, im, side(col(q2, im), col(q2, im - 1), un_e, -1.0))
+    q2lf = put_i(q2lf, im, side(col(q2l, im), col(q2l, im - 1), un_e, -1.0))
+    q2f = put_i(q2f, 1, side(col(q2, 1), col(q2, 2), un_w, 1.0))
+    q2lf = put_i(q2lf, 1, side(col(q2l, 1), col(q2l, 2), un_w, 1.0))
+    un_n = 2.0 * row(v, jm) * dti / (row(dy, jm) + row(dy, jm - 1))
+    un_s = 2.0 * row(v, 2) * dti / (row(dy, 1) + row(dy, 2))
+    q2f = put_j(q2f, jm, side(row(q2, jm), row(q2, jm - 1), un_n, -1.0))
+    q2lf = put_j(q2lf, jm, side(row(q2l, jm), row(q2l, jm - 1), un_n, -1.0))
+    q2f = put_j(q2f, 1, side(row(q2, 1), row(q2, 2), un_s, 1.0))
+    q2lf = put_j(q2lf, 1, side(row(q2l, 1), row(q2l, 2), un_s, 1.0))
+    return q2f * p["fsm"] + 1.0e-10, q2lf * p["fsm"] + 1.0e-10

@@ -1,0 +1,51 @@
+"""Index regions, written as masks, and functional "set a column/row" helpers.
+
+pom2k computes each term on a specific 1-based index range (for instance i = 2..im-1,
+j = 2..jm). GOMD writes every term on the whole array with the ``sciml.ocean`` operators and
+then keeps pom2k's range with a mask, which is how a traced program states it too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def box(shape2d, i0, i1, j0, j1):
+    """Boolean ``[j, i]`` mask of the 1-based inclusive ranges i0..i1, j0..j1."""
+    jm, im = shape2d
+    i = np.arange(1, im + 1)[None, :]
+    j = np.arange(1, jm + 1)[:, None]
+    return (i >= i0) & (i <= i1) & (j >= j0) & (j <= j1)
+
+
+def levels(kb, k0, k1):
+    """Boolean ``[k, 1, 1]`` mask of the 1-based inclusive levels k0..k1."""
+    k = np.arange(1, kb + 1)[:, None, None]
+    return (k >= k0) & (k <= k1)
+
+
+def keep(mask, new, old=0.0):
+    """``new`` inside ``mask``, ``old`` elsewhere."""
+    return np.where(mask, new, old)
+
+
+def put_i(a, i, value):
+    """``a`` with column i (1-based) replaced by ``value`` (shape of ``a`` without its i axis)."""
+    col = np.arange(1, a.shape[-1] + 1) == i
+    return np.where(col, np.expand_dims(value, -1), a)
+
+
+def put_j(a, j, value):
+    """``a`` with row j (1-based) replaced by ``value`` (shape of ``a`` without its j axis)."""
+    row = (np.arange(1, a.shape[-2] + 1) == j)[:, None]
+    return np.where(row, np.expand_dims(value, -2), a)
+
+
+def col(a, i):
+    """Column i (1-based) of ``a``."""
+    return a[..., i - 1]
+
+
+def row(a, j):
+    """Row j (1-based) of ``a``."""
+    return a[..., j - 1, :]
