@@ -199,9 +199,26 @@ def _as_float_array(u, name="u"):
     return u
 
 
-def _pad_last(a, before, after):
-    """Zero padding along the last axis only."""
-    return np.pad(a, [(0, 0)] * (a.ndim - 1) + [(before, after)])
+def _pad_axis(a, before, after, axis):
+    """Zero padding along one axis only."""
+    widths = [(0, 0)] * a.ndim
+    return np.pad(a, widths[:axis] + [(before, after)] + widths[axis + 1 :])
+
+
+def _sl(a, axis, start, stop):
+    """``a[..., start:stop, ...]`` along ``axis`` (a view; no transposed copies)."""
+    return a[(slice(None),) * axis + (slice(start, stop),)]
+
+
+def _ghosts(block, m, c, g, axis):
+    """``block @ m.T + g * c`` along ``axis``: the ghost values from a small block."""
+    out = np.moveaxis(block, axis, -1) @ m.T + np.asarray(g)[..., None] * c
+    return np.moveaxis(out, -1, axis)
+
+
+def _fold(ghost, m, axis):
+    """Transpose of :func:`_ghosts`' linear part: ``ghost @ m`` along ``axis``."""
+    return np.moveaxis(np.moveaxis(ghost, axis, -1) @ m, -1, axis)
 
 
 def _resolve_degree(bc, n, width, degree):
@@ -230,18 +247,16 @@ def pad_bc(u, bc, dx, axis=0, width=1, degree=None):
     """
     u = _as_float_array(u)
     axis, bc = _check_axis(u, axis), _check_bc(bc)
-    v = np.moveaxis(u, axis, -1)
-    n = v.shape[-1]
+    n = u.shape[axis]
     q = _resolve_degree(bc, n, width, degree)
     if isinstance(bc, Periodic):
-        left, right = v[..., n - width :], v[..., :width]
+        left, right = _sl(u, axis, n - width, n), _sl(u, axis, 0, width)
     else:
         ml, cl = _ghost_rule(bc, n, dx, width, q, "left")
         mr, cr = _ghost_rule(bc, n, dx, width, q, "right")
-        gl, gr = np.asarray(bc.left)[..., None], np.asarray(bc.right)[..., None]
-        left = v[..., :q] @ ml.T + gl * cl
-        right = v[..., n - q :] @ mr.T + gr * cr
-    return np.moveaxis(np.concatenate([left, v, right], axis=-1), -1, axis)
+        left = _ghosts(_sl(u, axis, 0, q), ml, cl, bc.left, axis)
+        right = _ghosts(_sl(u, axis, n - q, n), mr, cr, bc.right, axis)
+    return np.concatenate([left, u, right], axis=axis)
 
 
 def pad_bc_T(z, bc, dx, axis=0, width=1, degree=None):
@@ -249,17 +264,17 @@ def pad_bc_T(z, bc, dx, axis=0, width=1, degree=None):
     onto the interior entries they were computed from."""
     z = _as_float_array(z, "z")
     axis, bc = _check_axis(z, axis, "z"), _check_bc(bc)
-    v = np.moveaxis(z, axis, -1)
-    n = v.shape[-1] - 2 * width
+    n = z.shape[axis] - 2 * width
     q = _resolve_degree(bc, n, width, degree)
-    zl, zi, zr = v[..., :width], v[..., width : width + n], v[..., width + n :]
+    zl, zi = _sl(z, axis, 0, width), _sl(z, axis, width, width + n)
+    zr = _sl(z, axis, width + n, n + 2 * width)
     if isinstance(bc, Periodic):
-        out = zi + _pad_last(zl, n - width, 0) + _pad_last(zr, 0, n - width)
-    else:
-        ml, _ = _ghost_rule(bc, n, dx, width, q, "left")
-        mr, _ = _ghost_rule(bc, n, dx, width, q, "right")
-        out = zi + _pad_last(zl @ ml, 0, n - q) + _pad_last(zr @ mr, n - q, 0)
-    return np.moveaxis(out, -1, axis)
+        return zi + _pad_axis(zl, n - width, 0, axis) + _pad_axis(zr, 0, n - width, axis)
+    ml, _ = _ghost_rule(bc, n, dx, width, q, "left")
+    mr, _ = _ghost_rule(bc, n, dx, width, q, "right")
+    return zi + _pad_axis(_fold(zl, ml, axis), 0, n - q, axis) + _pad_axis(
+        _fold(zr, mr, axis), n - q, 0, axis
+    )
 
 
 # ----------------------------------------------------------------------------------
@@ -270,20 +285,16 @@ def pad_bc_T(z, bc, dx, axis=0, width=1, degree=None):
 def apply_stencil(z, weights, offsets, axis=0, width=None):
     """``sum_k weights[k] * z[i + offsets[k]]`` on the interior of a padded array."""
     width = max(abs(o) for o in offsets) if width is None else width
-    v = np.moveaxis(z, axis, -1)
-    n = v.shape[-1] - 2 * width
-    out = sum(w * v[..., width + o : width + o + n] for w, o in zip(weights, offsets) if w != 0)
-    return np.moveaxis(out, -1, axis)
+    n = z.shape[axis] - 2 * width
+    terms = [(w, o) for w, o in zip(weights, offsets) if w != 0]
+    return sum(w * _sl(z, axis, width + o, width + o + n) for w, o in terms)
 
 
 def apply_stencil_T(y, weights, offsets, axis=0, width=None):
     """Transpose of :func:`apply_stencil`: scatters each output back to its inputs."""
     width = max(abs(o) for o in offsets) if width is None else width
-    v = np.moveaxis(y, axis, -1)
-    out = sum(
-        w * _pad_last(v, width + o, width - o) for w, o in zip(weights, offsets) if w != 0
-    )
-    return np.moveaxis(out, -1, axis)
+    terms = [(w, o) for w, o in zip(weights, offsets) if w != 0]
+    return sum(w * _pad_axis(y, width + o, width - o, axis) for w, o in terms)
 
 
 # ----------------------------------------------------------------------------------
