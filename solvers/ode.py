@@ -405,7 +405,9 @@ def solve_ivp(rhs, t_span, y0, method="DOPRI5", t_eval=None, dense_output=False,
         coeffs = solver.accept(t, y, direction * h, y_new, aux)
         t_new = tf if abs(tf - (t + direction * h)) <= 4 * EPS * abs(tf) else t + direction * h
         new_ts, new_ys = _emit(t_eval, t, t_new, coeffs, direction, y_new)
-        ts, ys = ts + new_ts, ys + new_ys
+        # Output lists are host-side bookkeeping, not array state: appending keeps it O(n).
+        ts.extend(new_ts)
+        ys.extend(new_ys)
         if dense_output:
             dense.append((t, direction * h, coeffs))
         t, y, nsteps = t_new, y_new, nsteps + 1

@@ -91,7 +91,8 @@ def integrate(rhs, y0, t0, dt, n_steps, params=None, method="rk4", save_every=0,
         if (check_every and k % check_every == 0) or k == n_steps:
             _check_finite(y, t, k, name)
         if save_every and k % save_every == 0:
-            ts, ys = [*ts, t], [*ys, y]
+            ts.append(t)  # host-side output list, not array state
+            ys.append(y)
     return (np.array(ts), np.stack(ys)) if save_every else (t, y)
 
 
