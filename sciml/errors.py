@@ -11,3 +11,13 @@ from autodiff.errors import (  # noqa: F401
     UnsupportedError,
     VerifyError,
 )
+from solvers.errors import CFLError, ConvergenceError, NaNError, SolverError  # noqa: F401, E402
+
+
+class ProblemError(SciMLError, ValueError):
+    """An equation or problem statement that ``sciml.solve`` cannot accept.
+
+    Causes: an unknown that does not appear in the equations, a symbol that is neither an
+    unknown, a coordinate, time nor a parameter, a missing initial or boundary condition,
+    fields with different arguments, an unknown boundary-condition kind, a bad grid.
+    """

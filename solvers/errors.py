@@ -1,11 +1,14 @@
 """Exceptions raised by the numerical solvers.
 
 A small hierarchy so callers can catch every solver failure with ``SolverError``
-and still tell the kinds apart. These will later be unified with ``sciml.errors``.
+and still tell the kinds apart. They are part of sciml's one hierarchy: ``SolverError`` is a
+``SciMLError`` and ``sciml.errors`` re-exports them all.
 """
 
+from autodiff.errors import SciMLError
 
-class SolverError(Exception):
+
+class SolverError(SciMLError):
     """Base class of every error raised by ``solvers``.
 
     Causes: invalid arguments detected inside a solver (shapes, dtypes, options),
