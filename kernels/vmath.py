@@ -487,13 +487,15 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
         t = fma(x, two_over_pi, magic)
         kf = t - magic
         r = fma(-kf, pio2_1, x)  # exact (Cody-Waite with fma)
-        r = fma(-kf, pio2_2, r)
-        return fma(-kf, pio2_3, r), bits(t)
+        r = fma(-kf, pio2_3, fma(-kf, pio2_2, r))
+        # for k = 0, r is x itself; the select keeps the sign of x = -0 (-0 + +0 = +0)
+        return sel(kf == zero, x, r), bits(t)
 
     @jit
     def sincos_poly(r):
         z = r * r
-        s = fma(r * z, p_sin(z), r)
+        # z == 0: sin(r) = r, and the select keeps the sign of r = -0
+        s = sel(z == zero, r, fma(r * z, p_sin(z), r))
         hz = half * z
         w = one - hz
         # (1 - w) - hz recovers the rounding error of 1 - hz
