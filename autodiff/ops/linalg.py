@@ -74,3 +74,222 @@ def _dot_impl(lhs, rhs, *, dimension_numbers, preferred_dtype=None):
 
 
 def_primitive("dot_general", _dot_rule, _dot_impl, family="linalg", tags={"library"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense library primitives. Each works on stacks of matrices: leading dimensions are batch
+# dimensions, and every operand of one node has the same batch shape (the front end,
+# sciml.linalg, broadcasts and handles vector right-hand sides), so JVP, transpose and batching
+# rules stay simple. Inputs are float or complex; float16/bfloat16 compute in float32 and round
+# once at the end, because LAPACK has no half-precision routines.
+
+_HALF = (np.dtype("float16"), dtypes.bfloat16)
+
+
+def _inexact(name: str, *avals):
+    ds = {a.dtype for a in avals}
+    if len(ds) != 1:
+        raise DTypeError(f"{name}: operand dtypes differ: "
+                         f"{', '.join(str(a) for a in avals)}; convert them first")
+    d = avals[0].dtype
+    if not dtypes.is_inexact(d):
+        raise DTypeError(f"{name}: needs a float or complex operand, got {avals[0]} (convert "
+                         "integer or boolean arrays to a float dtype first)")
+    return d
+
+
+def _square(name: str, a, what: str = "operand"):
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ShapeError(f"{name}: {what} must be a (stack of) square matrices (..., n, n), got "
+                         f"shape {a.shape}")
+    return a.shape[-1]
+
+
+def _compute(x):
+    """The array LAPACK sees: half types widened to float32."""
+    return x.astype(np.float32) if x.dtype in _HALF else x
+
+
+def _batched(fn, *xs, core_ndims):
+    """Apply a 2-D-only routine ``fn`` to each matrix of a stack (batch dims lead)."""
+    batch = xs[0].shape[:xs[0].ndim - core_ndims[0]]
+    flat = [x.reshape((-1,) + x.shape[x.ndim - k:]) for x, k in zip(xs, core_ndims)]
+    n = int(np.prod(batch, dtype=np.int64))
+    results = [fn(*(f[i] for f in flat)) for i in range(n)]
+    return results, batch
+
+
+# solve(a, b): x with a @ x = b for a (..., n, n), b (..., n, k) (same batch shape).
+def _solve_rule(a, b):
+    d = _inexact("solve", a, b)
+    n = _square("solve", a, "coefficient matrix a")
+    if b.ndim != a.ndim or b.shape[:-2] != a.shape[:-2] or b.shape[-2] != n:
+        raise ShapeError(
+            f"solve: right-hand side b of shape {b.shape} does not fit a of shape {a.shape} "
+            f"(expected (..., {n}, k) with the batch shape {a.shape[:-2]}; sciml.linalg.solve "
+            "broadcasts and accepts vectors)")
+    return AbstractValue(b.shape, d)
+
+
+def _solve_impl(a, b):
+    if a.shape[-1] == 0 or b.size == 0:
+        return np.zeros(b.shape, a.dtype)
+    return np.linalg.solve(_compute(a), _compute(b)).astype(a.dtype, copy=False)
+
+
+def_primitive("solve", _solve_rule, _solve_impl, family="linalg", tags={"library"})
+
+
+# cholesky(a): lower-triangular l with a = l @ l^H, reading only the lower triangle of a.
+# A matrix that is not positive definite gives NaNs (kernels cannot raise mid-computation).
+def _cholesky_rule(a):
+    _inexact("cholesky", a)
+    _square("cholesky", a)
+    return a.strong()
+
+
+def _cholesky_impl(a):
+    c = _compute(a)
+    try:
+        out = np.linalg.cholesky(c)
+    except np.linalg.LinAlgError:
+        out = _cholesky_each(c)
+    return out.astype(a.dtype, copy=False)
+
+
+def _cholesky_each(c):
+    def one(m):
+        try:
+            return np.linalg.cholesky(m)
+        except np.linalg.LinAlgError:
+            return np.full(m.shape, np.nan, m.dtype)
+
+    results, batch = _batched(one, c, core_ndims=(2,))
+    return np.asarray(results, c.dtype).reshape(c.shape)
+
+
+def_primitive("cholesky", _cholesky_rule, _cholesky_impl, family="linalg", tags={"library"})
+
+
+# triangular_solve(a, b): x with op(a) @ x = b (left_side) or x @ op(a) = b (right side), where
+# op(a) is a, a^T (transpose_a) or a^H (transpose_a and conjugate_a); only the lower (or upper)
+# triangle of a is read; unit_diagonal assumes ones on the diagonal.
+def _trsolve_rule(a, b, *, lower=True, transpose_a=False, conjugate_a=False, left_side=True,
+                  unit_diagonal=False):
+    d = _inexact("triangular_solve", a, b)
+    n = _square("triangular_solve", a, "triangular matrix a")
+    dim = -2 if left_side else -1
+    if b.ndim != a.ndim or b.shape[:-2] != a.shape[:-2] or b.shape[dim] != n:
+        want = f"(..., {n}, k)" if left_side else f"(..., k, {n})"
+        raise ShapeError(
+            f"triangular_solve: b of shape {b.shape} does not fit a of shape {a.shape} "
+            f"(expected {want} with the batch shape {a.shape[:-2]}, left_side={left_side})")
+    return AbstractValue(b.shape, d)
+
+
+def _trsolve_impl(a, b, *, lower=True, transpose_a=False, conjugate_a=False, left_side=True,
+                  unit_diagonal=False):
+    import scipy.linalg
+
+    ac, bc = _compute(a), _compute(b)
+    if not left_side:
+        # x @ op(a) = b  <=>  op(a)^T @ x^T = b^T: flip the transpose flag, keep the conjugation.
+        ac, bc, transpose_a = ac, np.swapaxes(bc, -1, -2), not transpose_a
+    trans = (2 if conjugate_a else 1) if transpose_a else 0
+    conj_only = conjugate_a and not transpose_a
+
+    def one(m, rhs):
+        m = np.conj(m) if conj_only else m
+        return scipy.linalg.solve_triangular(m, rhs, trans=trans, lower=lower,
+                                             unit_diagonal=unit_diagonal, check_finite=False)
+
+    if bc.size == 0:
+        out = np.zeros(bc.shape, ac.dtype)
+    else:
+        results, batch = _batched(one, ac, bc, core_ndims=(2, 2))
+        out = np.asarray(results, ac.dtype).reshape(bc.shape)
+    if not left_side:
+        out = np.swapaxes(out, -1, -2)
+    return np.ascontiguousarray(out).astype(a.dtype, copy=False)
+
+
+def_primitive("triangular_solve", _trsolve_rule, _trsolve_impl, family="linalg",
+              tags={"library"})
+
+
+# qr(a) -> (q, r): a = q @ r for a (..., m, n); reduced (q (..., m, k), r (..., k, n),
+# k = min(m, n)) unless full_matrices (q (..., m, m), r (..., m, n)).
+def _qr_rule(a, *, full_matrices=False):
+    d = _inexact("qr", a)
+    if a.ndim < 2:
+        raise ShapeError(f"qr: operand must be a (stack of) matrices (..., m, n), got {a.shape}")
+    m, n = a.shape[-2:]
+    k = m if full_matrices else min(m, n)
+    batch = a.shape[:-2]
+    return AbstractValue(batch + (m, k), d), AbstractValue(batch + (k, n), d)
+
+
+def _qr_impl(a, *, full_matrices=False):
+    q, r = np.linalg.qr(_compute(a), mode="complete" if full_matrices else "reduced")
+    return q.astype(a.dtype, copy=False), r.astype(a.dtype, copy=False)
+
+
+def_primitive("qr", _qr_rule, _qr_impl, multiple_results=True, family="linalg",
+              tags={"library"})
+
+
+# eigh(a) -> (w, v): eigenvalues ascending (real dtype) and orthonormal eigenvectors (columns)
+# of the Hermitian matrix whose lower (or upper) triangle is given.
+def _eigh_rule(a, *, lower=True):
+    d = _inexact("eigh", a)
+    _square("eigh", a)
+    return AbstractValue(a.shape[:-1], dtypes.real_dtype(d)), AbstractValue(a.shape, d)
+
+
+def _eigh_impl(a, *, lower=True):
+    w, v = np.linalg.eigh(_compute(a), UPLO="L" if lower else "U")
+    return w.astype(dtypes.real_dtype(a.dtype), copy=False), v.astype(a.dtype, copy=False)
+
+
+def_primitive("eigh", _eigh_rule, _eigh_impl, multiple_results=True, family="linalg",
+              tags={"library"})
+
+
+# lu(a) -> (lu, pivots, permutation): LAPACK getrf with partial pivoting on square matrices.
+# lu holds l (unit lower, below the diagonal) and u; rows were swapped i <-> pivots[i] in order;
+# a[..., permutation, :] == l @ u. Pivots and permutation are integers (not differentiable).
+def _lu_rule(a):
+    d = _inexact("lu", a)
+    n = _square("lu", a)
+    batch = a.shape[:-2]
+    idx = AbstractValue(batch + (n,), np.dtype("int64"))
+    return AbstractValue(a.shape, d), idx, idx
+
+
+def _lu_impl(a):
+    import scipy.linalg
+
+    c = _compute(a)
+    n = a.shape[-1]
+    if a.size == 0:
+        idx = np.zeros(a.shape[:-1], np.int64)
+        return np.zeros(a.shape, a.dtype), idx, idx
+    results, batch = _batched(lambda m: scipy.linalg.lu_factor(m, check_finite=False), c,
+                              core_ndims=(2,))
+    lu = np.asarray([r[0] for r in results], c.dtype).reshape(a.shape)
+    piv = np.asarray([r[1] for r in results], np.int64).reshape(batch + (n,))
+    return lu.astype(a.dtype, copy=False), piv, _permutation(piv)
+
+
+def _permutation(piv):
+    """The row order that the sequence of swaps i <-> piv[i] produces."""
+    flat = piv.reshape(-1, piv.shape[-1])
+    perm = np.tile(np.arange(piv.shape[-1], dtype=np.int64), (flat.shape[0], 1))
+    for b in range(flat.shape[0]):
+        for i, p in enumerate(flat[b]):
+            perm[b, [i, p]] = perm[b, [p, i]]
+    return perm.reshape(piv.shape)
+
+
+def_primitive("lu", _lu_rule, _lu_impl, multiple_results=True, family="linalg",
+              tags={"library"})
