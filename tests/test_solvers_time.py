@@ -159,3 +159,10 @@ def test_nan_detection_and_bad_method():
         tm.integrate(lambda t, y, p: y * np.nan, np.ones(3), 0.0, 0.1, 20)
     with pytest.raises(SolverError, match="method='rk5'"):
         tm.integrate(lambda t, y, p: y, np.ones(3), 0.0, 0.1, 2, method="rk5")
+
+
+def test_integrate_save_every_returns_trajectory():
+    ts, ys = tm.integrate(lambda t, y, p: -y, np.ones(2), 0.0, 0.01, 100, method="rk4",
+                          save_every=25)
+    np.testing.assert_allclose(ts, [0.0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(ys[:, 0], np.exp(-ts), rtol=1e-9)
