@@ -46,7 +46,8 @@ def make_params(cfg: Config) -> Params:
     """Static fields of the seamount case: grid, metrics, masks, forcing, boundary data."""
     dtype = np.dtype(cfg.precision)
     kl2 = cfg.kl2 or cfg.kb - 2
-    z, zz = sigma_levels(cfg.kb, cfg.kl1, kl2)
+    # small test grids: keep the logarithmic surface layers above kl2
+    z, zz = sigma_levels(cfg.kb, max(min(cfg.kl1, kl2 - 1), 2), kl2)
     dx, dy, east_c, north_c = horizontal_grid(cfg)
     h = bathymetry(cfg, east_c, north_c)
     art, aru, arv, fsm, dum, dvm = areas_masks(dx, dy, h)
