@@ -687,6 +687,46 @@ def _scan_rule(size, args, batched, *, body, length, num_carry, num_xs, reverse=
 
 
 # ---------------------------------------------------------------------------------------------
+# Rules: FFT, dense linear algebra, random numbers
+
+
+def _fft_rule(prim):
+    def rule(size, args, batched, **params):
+        (x,) = args
+        nd = ndim(x) - 1
+        params = dict(params, axes=tuple(int(a) % nd + 1 for a in params["axes"]))
+        return [bind(prim, x, **params)], [True]
+
+    return rule
+
+
+def _stack_rule(prim):
+    # Dense linear algebra works on stacks of matrices (leading batch dims, the same for every
+    # operand), so the mapped axis is one more leading batch dimension.
+    def rule(size, args, batched, **params):
+        out = bind(prim, *_bcast_all(size, args, batched), **params)
+        outs = list(out) if prim.multiple_results else [out]
+        return outs, [True] * len(outs)
+
+    return rule
+
+
+def _unrolled_rule(prim):
+    # No vectorised form (random keys drive whole streams): one node per example, stacked.
+    def rule(size, args, batched, **params):
+        per = []
+        for i in range(size):
+            out = bind(prim, *[_index0(v, i) if b else v for v, b in zip(args, batched)],
+                       **params)
+            per.append(list(out) if prim.multiple_results else [out])
+        outs = [bind(P["concatenate"], *[reshape(o, (1,) + shape(o)) for o in col], axis=0)
+                if size > 1 else reshape(col[0], (1,) + shape(col[0])) for col in zip(*per)]
+        return outs, [True] * len(outs)
+
+    return rule
+
+
+# ---------------------------------------------------------------------------------------------
 # The table
 
 
@@ -707,6 +747,13 @@ def _register():
         "cond": _cond_rule, "while_loop": _while_rule, "fori_loop": _fori_rule,
         "scan": _scan_rule,
     })
+    for name, prim in PRIMITIVES.items():
+        if prim.family == "fft":
+            BATCH_RULES[name] = _fft_rule(prim)
+        elif prim.family == "linalg" and name != "dot_general":
+            BATCH_RULES[name] = _stack_rule(prim)
+        elif prim.family == "random":
+            BATCH_RULES[name] = _unrolled_rule(prim)
 
 
 # iota has no operands, so it is never batched; listed so the table check sees it handled.
