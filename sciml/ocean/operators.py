@@ -21,15 +21,15 @@ def shift(a: np.ndarray, axis: str, offset: int) -> np.ndarray:
     >>> shift(np.array([1.0, 2.0, 3.0]), "x", 1)
     array([2., 3., 0.])
     """
-    ax = _AXES[axis]
-    n = a.shape[ax]
-    zero_shape = list(a.shape)
-    zero_shape[ax] = 1
-    zero = np.zeros(zero_shape, dtype=a.dtype)
+    ax = a.ndim + _AXES[axis]
+    if ax < 0:
+        raise ValueError(f"a {a.ndim}-D array has no {axis!r} axis")
+    lead = (slice(None),) * ax
+    zero = np.zeros_like(a[lead + (slice(0, 1),)])
     if offset == 1:
-        return np.concatenate([np.take(a, np.arange(1, n), axis=ax), zero], axis=ax)
+        return np.concatenate([a[lead + (slice(1, None),)], zero], axis=ax)
     if offset == -1:
-        return np.concatenate([zero, np.take(a, np.arange(n - 1), axis=ax)], axis=ax)
+        return np.concatenate([zero, a[lead + (slice(0, -1),)]], axis=ax)
     raise ValueError(f"offset must be +1 or -1, got {offset}")
 
 
