@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import dtypes
 from . import lax as L
 from .errors import NotDifferentiableError, UnsupportedError
 from .ir import Apply, Const, Graph, Var
-from .jvp import has_tangent, jvp_graph, optimize, permute
+from .jvp import has_tangent, jvp_graph, optimize
 from .primitives import PRIMITIVES
 from .trace import bind, trace_flat
 
