@@ -1,0 +1,345 @@
+"""The CPU target: prints a Kernel as numba source (``prange`` over the outer loop, one scalar
+per value, no temporaries) and compiles it with ``numba.njit(parallel=True)``.
+
+The scalar templates are ``templates.BASE`` merged with ``CPU_OVERRIDES`` and, for float32 and
+float64, the vectorisable functions of ``kernels.vmath`` (numba from PyPI has no SVML, so
+``np.exp`` in a loop is a scalar libm call that stops vectorisation).
+
+Half types (float16, bfloat16) have no numba type: the plan converts them to float32 at the
+kernel boundary (``KERNEL_ARRAY_DTYPE``), and kernels compute in float32.
+
+>>> from kernels.loopir import Buffer, Idx, Kernel, Let, Load, Op, Store
+>>> k = Kernel("k", (8,), [Buffer("in0", (8,), "float64")], [Buffer("out0", (8,), "float64")],
+...            [Let("v0", Load("in0", (Idx(0),))), Let("v1", Op("neg", ("v0",), {})),
+...             Store("out0", (Idx(0),), "v1")])
+>>> print(print_kernel(k))  # doctest: +NORMALIZE_WHITESPACE
+import numba
+import numpy as np
+<BLANKLINE>
+<BLANKLINE>
+@numba.njit(parallel=False, error_model="numpy", nogil=True, cache=True)
+def k(in0, out0):
+    for i0 in range(8):
+        v0 = in0[i0]
+        v1 = (-v0)
+        out0[i0] = v1
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import templates
+from .loopir import (
+    Affine,
+    Clamp,
+    Const,
+    Idx,
+    IndexValue,
+    InRange,
+    Kernel,
+    Let,
+    Lit,
+    Load,
+    Op,
+    Store,
+    Wrap,
+)
+
+# Below this many points a kernel runs on one thread: starting the thread pool costs more.
+PARALLEL_MIN_POINTS = 1 << 15
+# Points per parallel chunk of a one-dimensional full reduction.
+REDUCE_CHUNK = 1 << 14
+
+KERNEL_ARRAY_DTYPE = {"float16": "float32", "bfloat16": "float32"}
+
+_NP = {
+    "abs": "np.abs({0})", "sign": "np.sign({0})", "exp": "np.exp({0})", "expm1": "np.expm1({0})",
+    "log": "np.log({0})", "log1p": "np.log1p({0})", "sqrt": "np.sqrt({0})",
+    "rsqrt": "(1.0 / np.sqrt({0}))", "sin": "np.sin({0})", "cos": "np.cos({0})",
+    "tan": "np.tan({0})", "tanh": "np.tanh({0})", "sinh": "np.sinh({0})",
+    "cosh": "np.cosh({0})", "arcsin": "np.arcsin({0})", "arccos": "np.arccos({0})",
+    "arctan": "np.arctan({0})", "arcsinh": "np.arcsinh({0})", "arccosh": "np.arccosh({0})",
+    "arctanh": "np.arctanh({0})", "erf": "math.erf({0})", "floor": "np.floor({0})",
+    "ceil": "np.ceil({0})", "round": "np.rint({0})", "real": "np.real({0})",
+    "imag": "np.imag({0})", "conj": "np.conj({0})", "isnan": "np.isnan({0})",
+    "isinf": "np.isinf({0})", "isfinite": "np.isfinite({0})",
+    "floor_divide": "({0} // {1})", "pow": "({0} ** {1})", "maximum": "np.maximum({0}, {1})",
+    "minimum": "np.minimum({0}, {1})", "atan2": "np.arctan2({0}, {1})", "mod": "({0} % {1})",
+    "select": "({1} if {0} else {2})", "integer_pow": templates.integer_pow,
+}
+_BOOL = {("not", "bool"): "(not {0})", ("neg", "bool"): "{0}", ("sign", "bool"): "{0}",
+         ("abs", "bool"): "{0}"}
+_INT = {("not", d): "(~{0})" for d in ("int32", "int64")}
+# Complex math: numba's cmath-backed numpy functions; abs returns the modulus.
+_COMPLEX = {(p, d): f"np.{p}({{0}})" for p in ("exp", "log", "sqrt", "sin", "cos", "tan",
+                                               "tanh", "sinh", "cosh") for d in
+            ("complex64", "complex128")}
+_VMATH_PRIMS = ("exp", "expm1", "log", "log1p", "sin", "cos", "tan", "tanh", "sinh", "cosh",
+                "erf", "arctan", "atan2", "pow")
+
+
+def _vmath_overrides() -> dict:
+    try:
+        from .vmath import VMATH_SOURCE_NAMES
+    except ImportError:  # vmath is optional: without it the numpy forms are used
+        return {}
+    out = {}
+    for p in _VMATH_PRIMS:
+        for d, fn in VMATH_SOURCE_NAMES.get(p, {}).items():
+            args = ", ".join(f"{{{i}}}" for i in range(2 if p in ("atan2", "pow") else 1))
+            out[(p, d)] = f"{fn}({args})"
+    return out
+
+
+CPU_OVERRIDES = {**_NP, **_BOOL, **_INT, **_COMPLEX}
+TABLE = templates.merged(templates.BASE, CPU_OVERRIDES, _vmath_overrides())
+
+_CASTS = {"float32", "int32", "complex64"}  # numba would widen these; cast results back
+
+
+def print_kernel(k: Kernel, table: dict | None = None, name: str | None = None) -> str:
+    """The numba source of ``k`` as a module defining one function named ``name``."""
+    table = TABLE if table is None else table
+    p = _Printer(k, table)
+    body = p.function(name or k.name)
+    imports = ["import numba", "import numpy as np"]
+    if p.uses_math:
+        imports.insert(0, "import math")
+    if p.vmath:
+        imports.append(f"from kernels.vmath import {', '.join(sorted(p.vmath))}")
+    return "\n".join(imports) + "\n\n\n" + body
+
+
+class _Printer:
+    def __init__(self, k: Kernel, table: dict):
+        self.k, self.table = k, table
+        self.vmath: set[str] = set()
+        self.uses_math = False
+        self.dtypes = {b.name: b.dtype for b in k.inputs + k.outputs}
+
+    def function(self, name: str) -> str:
+        k = self.k
+        points = math.prod(k.domain)
+        parallel = points >= PARALLEL_MIN_POINTS and len(k.domain) > 0
+        args = ", ".join(b.name for b in k.inputs + k.outputs)
+        head = [f'@numba.njit(parallel={parallel}, error_model="numpy", nogil=True, cache=True)',
+                f"def {name}({args}):"]
+        return "\n".join(head + self.loops(parallel)) + "\n"
+
+    # -- loop structure -----------------------------------------------------------------------
+
+    def loops(self, parallel: bool) -> list[str]:
+        k = self.k
+        nd = len(k.domain)
+        rng = "numba.prange" if parallel else "range"
+        if not k.reductions:
+            return self.nest(0, nd, rng, 1)
+        if k.depth == 0:
+            return self.full_reduction(rng)
+        lines, ind = [], 1
+        for d in range(k.depth):
+            lines.append(_i(ind) + f"for i{d} in {rng if d == 0 else 'range'}({k.domain[d]}):")
+            ind += 1
+        lines += [_i(ind) + f"acc{j} = {self.init(r)}" for j, r in enumerate(k.reductions)]
+        lines += self.nest(k.depth, nd, "range", ind, accumulate=True)
+        out_idx = ", ".join(f"i{d}" for d in range(k.depth))
+        lines += [_i(ind) + f"{r.buf}[{out_idx}] = {self.store_cast(r.buf, f'acc{j}')}"
+                  for j, r in enumerate(k.reductions)]
+        return lines
+
+    def nest(self, start, stop, rng, ind, accumulate=False) -> list[str]:
+        lines = []
+        for d in range(start, stop):
+            lines.append(_i(ind) + f"for i{d} in {rng if d == 0 else 'range'}({self.k.domain[d]}):")
+            ind += 1
+        lines += [_i(ind) + s for s in self.statements()]
+        if accumulate:
+            lines += [_i(ind) + self.combine(f"acc{j}", r) for j, r in enumerate(self.k.reductions)]
+        return lines
+
+    def full_reduction(self, rng) -> list[str]:
+        """Partial results per parallel chunk, combined in order after the loop."""
+        k = self.k
+        nd = len(k.domain)
+        reds = k.reductions
+        if nd == 0:
+            lines = [_i(1) + f"acc{j} = {self.init(r)}" for j, r in enumerate(reds)]
+            lines += [_i(1) + s for s in self.statements()]
+            lines += [_i(1) + self.combine(f"acc{j}", r) for j, r in enumerate(reds)]
+            return lines + [_i(1) + f"{r.buf}[0] = {self.store_cast(r.buf, f'acc{j}')}"
+                            for j, r in enumerate(reds)]
+        n0 = k.domain[0]
+        chunks = -(-n0 // REDUCE_CHUNK) if nd == 1 else n0
+        lines = [_i(1) + f"part{j} = np.empty({max(chunks, 1)}, np.{r.acc_dtype})"
+                 for j, r in enumerate(reds)]
+        lines.append(_i(1) + f"for c in {rng}({chunks}):")
+        lines += [_i(2) + f"acc{j} = {self.init(r)}" for j, r in enumerate(reds)]
+        if nd == 1:
+            lines.append(_i(2) + f"for i0 in range(c * {REDUCE_CHUNK}, "
+                                 f"min(c * {REDUCE_CHUNK} + {REDUCE_CHUNK}, {n0})):")
+            inner = [_i(3) + s for s in self.statements()]
+            inner += [_i(3) + self.combine(f"acc{j}", r) for j, r in enumerate(reds)]
+        else:
+            lines.append(_i(2) + "i0 = c")
+            inner = self.nest(1, nd, "range", 2, accumulate=True)
+        lines += inner
+        lines += [_i(2) + f"part{j}[c] = acc{j}" for j in range(len(reds))]
+        for j, r in enumerate(reds):
+            lines.append(_i(1) + f"acc{j} = {self.init(r)}")
+            lines.append(_i(1) + f"for c in range({chunks}):")
+            lines.append(_i(2) + self.combine(f"acc{j}", r, f"part{j}[c]"))
+            lines.append(_i(1) + f"{r.buf}[0] = {self.store_cast(r.buf, f'acc{j}')}")
+        return lines
+
+    # -- reductions ---------------------------------------------------------------------------
+
+    def init(self, r) -> str:
+        d = r.acc_dtype
+        if r.op == "sum":
+            return f"np.{d}(0)" if d != "bool" else "False"
+        if r.op == "prod":
+            return f"np.{d}(1)" if d != "bool" else "True"
+        if d == "bool":
+            return "False" if r.op == "max" else "True"
+        if d.startswith("int"):
+            return f"np.iinfo(np.{d}).{'min' if r.op == 'max' else 'max'}"
+        return f"np.{d}({'-' if r.op == 'max' else ''}np.inf)"
+
+    def combine(self, acc, r, value=None) -> str:
+        v = value or r.value
+        expr = {"sum": f"{acc} + {v}", "prod": f"{acc} * {v}",
+                "max": f"np.maximum({acc}, {v})", "min": f"np.minimum({acc}, {v})"}[r.op]
+        if r.acc_dtype == "bool":
+            expr = {"sum": f"{acc} | {v}", "prod": f"{acc} & {v}"}.get(r.op, expr)
+        return f"{acc} = {_cast(r.acc_dtype, expr)}"
+
+    # -- statements ---------------------------------------------------------------------------
+
+    def statements(self) -> list[str]:
+        out = []
+        for s in self.k.body:
+            if isinstance(s, Let):
+                out.append(f"{s.name} = {self.expr(s.expr)}")
+            elif isinstance(s, Store):
+                out.append(f"{s.buf}[{self.index(s.index)}] = {self.store_cast(s.buf, s.value)}")
+        return out
+
+    def store_cast(self, buf, value) -> str:
+        d = KERNEL_ARRAY_DTYPE.get(self.dtypes[buf], self.dtypes[buf])
+        return _cast(d, value) if d in _CASTS else value
+
+    def expr(self, e) -> str:
+        if isinstance(e, Load):
+            return f"{e.buf}[{self.index(e.index)}]"
+        if isinstance(e, Const):
+            return _literal(e.value, e.dtype)
+        if isinstance(e, IndexValue):
+            return _cast(e.dtype, self.ix(e.index), always=True)
+        if isinstance(e, InRange):
+            return " & ".join(f"({lo} <= {self.ix(x)}) & ({self.ix(x)} < {hi})"
+                              for x, lo, hi in e.checks)
+        if isinstance(e, Op):
+            return self.op(e)
+        raise TypeError(f"cpu printer: unknown expression {e!r}")
+
+    def op(self, e: Op) -> str:
+        if e.prim == "convert":
+            return _convert(e.args[0], e.in_dtype, str(e.params["new_dtype"]))
+        text = templates.render(self.table, e.prim, list(e.args), e.params, e.in_dtype)
+        if text.startswith("math."):
+            self.uses_math = True
+        head = text.split("(", 1)[0]
+        if head.endswith(("_f64", "_f32")):
+            self.vmath.add(head)
+        return _cast(e.dtype, text) if e.dtype in _CASTS else text
+
+    def index(self, idx) -> str:
+        return ", ".join(self.ix(x) for x in idx)
+
+    def ix(self, x) -> str:
+        if isinstance(x, Idx):
+            return f"i{x.dim}"
+        if isinstance(x, Lit):
+            return str(x.value)
+        if isinstance(x, Affine):
+            s = self.ix(x.base) if x.scale == 1 else f"{x.scale} * {self.ix(x.base)}"
+            return f"({s} + {x.offset})" if x.offset else s
+        if isinstance(x, Clamp):
+            return f"min(max({self.ix(x.e)}, {x.lo}), {x.hi})"
+        if isinstance(x, Wrap):
+            return f"({self.ix(x.e)} % {x.n})"
+        raise TypeError(f"cpu printer: unknown index expression {x!r}")
+
+
+def _i(n: int) -> str:
+    return "    " * n
+
+
+def _cast(dtype: str, text: str, always: bool = False) -> str:
+    if dtype == "bool":
+        return f"bool({text})" if always else text
+    return f"np.{dtype}({text})" if (always or dtype in _CASTS) else text
+
+
+def _convert(arg: str, src: str, dst: str) -> str:
+    dst = KERNEL_ARRAY_DTYPE.get(dst, dst)
+    if dst == src:
+        return arg
+    if dst == "bool":
+        return f"({arg} != 0)"
+    if src.startswith("complex") and not dst.startswith("complex"):
+        arg = f"{arg}.real"
+    return f"np.{dst}({arg})"
+
+
+def _literal(value, dtype: str) -> str:
+    if dtype == "bool":
+        return repr(bool(value))
+    if dtype.startswith("complex"):
+        c = complex(value)
+        return f"np.{dtype}(complex({_float(c.real)}, {_float(c.imag)}))"
+    if dtype.startswith("float"):
+        return f"np.{dtype}({_float(float(value))})"
+    return f"np.{dtype}({int(value)})"
+
+
+def _float(x: float) -> str:
+    if math.isnan(x):
+        return "np.nan"
+    if math.isinf(x):
+        return "np.inf" if x > 0 else "-np.inf"
+    return repr(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the CPU target fuses
+
+_NUMBA_DTYPES = {"bool", "int32", "int64", "float16", "bfloat16", "float32", "float64",
+                 "complex64", "complex128"}
+# numba's complex support covers arithmetic and the cmath functions, not orderings or rounding.
+_COMPLEX_OK = {"neg", "add", "sub", "mul", "div", "eq", "ne", "real", "imag", "conj", "abs",
+               "select", "convert", "stop_gradient", "integer_pow", "exp", "log", "sqrt", "sin",
+               "cos", "tan", "tanh", "sinh", "cosh", "isnan", "isinf", "isfinite",
+               "broadcast_in_dim", "shift", "slice", "pad", "rev", "transpose",
+               "reduce_sum", "reduce_prod"}
+
+
+def can_fuse(node) -> bool:
+    """Whether this printer can put ``node`` in a kernel (else it runs as a library node)."""
+    avals = [a.aval for a in node.inputs] + [o.aval for o in node.outputs]
+    names = {str(a.dtype) for a in avals}
+    if not names <= _NUMBA_DTYPES:
+        return False
+    if any(n.startswith("complex") for n in names) and node.prim.name not in _COMPLEX_OK:
+        return False
+    name = node.prim.name
+    if "elementwise" not in node.prim.tags or name in ("convert", "select"):
+        return True
+    in_dt = str(node.inputs[-1].aval.dtype)
+    in_dt = "float32" if in_dt in ("float16", "bfloat16") else in_dt
+    return templates.lookup(TABLE, name, in_dt) is not None
+
+
+def available():
+    """The CPU backend needs only numba, which sciml depends on."""

@@ -1,0 +1,202 @@
+"""Graph -> clusters and library nodes: which nodes share one pass over memory.
+
+A ``Cluster`` is a set of nodes computed together at every point of one iteration domain (the
+shape of their elementwise outputs):
+
+- pointwise nodes (the ``elementwise`` primitives, ``iota``) of that shape, with operands that
+  broadcast to it;
+- stencil and layout reads of an array computed *before* the cluster (``shift``, ``slice``,
+  ``pad``, ``rev``, ``transpose``, ``broadcast_in_dim``): the read becomes a load at an index
+  expression, no shifted copy is made;
+- reductions (``reduce_sum/prod/max/min``) over all axes or over trailing axes of the domain,
+  as epilogues: the reduced value is accumulated where it is computed, never stored.
+
+Every other node (``dot_general``, ``sort``, control flow, gathers, ...) is a ``Library`` node
+of its own, and the elementwise work around it is fused before and after it. Nodes are placed
+greedily in program order: a node joins the most recent cluster of its domain that comes after
+all of its operands' producers, so the list of groups stays a valid execution order.
+
+>>> import numpy as np
+>>> from autodiff.trace import make_graph
+>>> g = make_graph(lambda x, y: (np.exp(x) * y + 1.0).sum(), np.zeros(4), np.zeros(4))
+>>> [str(c) for c in fuse(g)]
+['cluster 0 over (4,): exp mul add reduce_sum']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from autodiff.ir import Const, Graph, Var
+from autodiff.ops.reduce import normalize_axes
+
+READS = {"shift", "slice", "pad", "rev", "transpose", "broadcast_in_dim"}
+SOURCES = {"iota"}
+REDUCTIONS = {"reduce_sum": "sum", "reduce_prod": "prod", "reduce_max": "max",
+              "reduce_min": "min"}
+
+
+@dataclass(eq=False)
+class Cluster:
+    """Nodes fused into one kernel over ``domain``; ``depth`` = loops the reductions keep."""
+
+    index: int
+    domain: tuple
+    nodes: list = field(default_factory=list)
+    depth: int | None = None  # None until a reduction joins
+    pointwise: set = field(default_factory=set)  # ids of values available at every point
+    inputs: list = field(default_factory=list)  # Vars and array Consts read from outside
+    outputs: list = field(default_factory=list)  # Vars needed outside
+
+    def __str__(self):
+        names = " ".join(n.prim.name for n in self.nodes)
+        return f"cluster {self.index} over {self.domain}: {names}"
+
+
+@dataclass(eq=False)
+class Library:
+    """One node run by a library routine (or the numpy reference) on whole arrays."""
+
+    index: int
+    node: object
+
+    def __str__(self):
+        return f"library {self.index}: {self.node.prim.name}"
+
+
+def fuse(graph: Graph, can_fuse: Callable = lambda node: True) -> list:
+    """Cluster the live nodes of ``graph``; ``can_fuse(node)`` says what a target can print."""
+    groups: list = []
+    where: dict[int, int] = {}  # var id -> index of the group that computes it
+    for node in live_nodes(graph):
+        kind = classify(node)
+        g = None
+        if kind is not None and can_fuse(node):
+            g = _place(groups, where, node, kind)
+        if g is None:
+            g = Library(len(groups), node)
+            groups.append(g)
+        for o in node.outputs:
+            where[o.id] = g.index
+    _connect(graph, groups, where)
+    return groups
+
+
+def classify(node) -> str | None:
+    """'point', 'read', 'source' or 'reduce' for fusible primitives, None for library nodes."""
+    name = node.prim.name
+    if node.prim.multiple_results or node.subgraphs():
+        return None
+    if "elementwise" in node.prim.tags:
+        return "point"
+    if name in READS:
+        return "read"
+    if name in SOURCES:
+        return "source"
+    if name in REDUCTIONS and _reduce_depth(node) is not None:
+        return "reduce"
+    return None
+
+
+def _reduce_depth(node) -> int | None:
+    """The number of leading loops a reduction keeps, or None when its axes are not a suffix."""
+    x = node.inputs[0]
+    axes = normalize_axes(node.prim.name, node.params["axes"], x.aval.ndim)
+    nd = x.aval.ndim
+    if not axes or axes != tuple(range(nd - len(axes), nd)):
+        return None
+    depth = nd - len(axes)
+    # Keeping the parallel loop and reducing below it needs at least one kept loop; reducing
+    # everything uses per-thread partial results instead.
+    return depth
+
+
+def _place(groups, where, node, kind) -> Cluster | None:
+    domain = node.inputs[0].aval.shape if kind == "reduce" else node.outputs[0].aval.shape
+    depth = _reduce_depth(node) if kind == "reduce" else None
+    lo = max([where.get(a.id, -1) for a in node.inputs if isinstance(a, Var)], default=-1)
+    for g in reversed(groups):
+        if g.index < lo:
+            break
+        if isinstance(g, Cluster) and _can_join(g, node, kind, domain, depth):
+            _join(g, node, kind, depth)
+            return g
+    g = Cluster(len(groups), tuple(domain))
+    _join(g, node, kind, depth)
+    groups.append(g)
+    return g
+
+
+def _can_join(g: Cluster, node, kind, domain, depth) -> bool:
+    if g.domain != tuple(domain):
+        return False
+    if depth is not None and g.depth is not None and g.depth != depth:
+        return False
+    for a in node.inputs:
+        if not isinstance(a, Var) or not _made_in(g, a):
+            continue
+        # A stencil read needs its operand complete in memory; a reduced value exists only
+        # at the end of the loop: neither can be read at the current point.
+        if kind == "read" or a.id not in g.pointwise:
+            return False
+    return True
+
+
+def _made_in(g: Cluster, v: Var) -> bool:
+    return any(o is v for n in g.nodes for o in n.outputs)
+
+
+def _join(g: Cluster, node, kind, depth):
+    g.nodes.append(node)
+    if kind == "reduce":
+        g.depth = depth
+    else:
+        g.pointwise.update(o.id for o in node.outputs)
+
+
+def _connect(graph: Graph, groups: list, where: dict):
+    """Fill each cluster's inputs (read from outside) and outputs (needed outside)."""
+    readers: dict[int, set] = {}
+    for g in groups:
+        for node in _nodes(g):
+            for a in node.inputs:
+                if isinstance(a, Var):
+                    readers.setdefault(a.id, set()).add(g.index)
+    graph_outs = {o.id for o in graph.outputs if isinstance(o, Var)}
+    for g in groups:
+        if not isinstance(g, Cluster):
+            continue
+        made = {o.id for n in g.nodes for o in n.outputs}
+        seen: set[int] = set()
+        for node in g.nodes:
+            for a in node.inputs:
+                if isinstance(a, Var) and a.id not in made and a.id not in seen:
+                    seen.add(a.id)
+                    g.inputs.append(a)
+                elif isinstance(a, Const) and a.value.ndim > 0 and id(a) not in seen:
+                    seen.add(id(a))
+                    g.inputs.append(a)
+            for o in node.outputs:
+                if o.id in graph_outs or readers.get(o.id, set()) - {g.index}:
+                    g.outputs.append(o)
+
+
+def _nodes(g):
+    return g.nodes if isinstance(g, Cluster) else [g.node]
+
+
+def live_nodes(graph: Graph) -> list:
+    """The body of ``graph`` without nodes whose outputs nothing uses (dead code)."""
+    needed = {o.id for o in graph.outputs if isinstance(o, Var)}
+    keep = []
+    for node in reversed(graph.body):
+        if any(o.id in needed for o in node.outputs) or "effect" in node.prim.tags:
+            keep.append(node)
+            needed.update(a.id for a in node.inputs if isinstance(a, Var))
+    return keep[::-1]
+
+
+def count_kernels(groups: list) -> int:
+    """How many kernels (clusters) a fused graph launches."""
+    return sum(isinstance(g, Cluster) for g in groups)

@@ -1,0 +1,297 @@
+"""``jit``: trace a function per input signature, fuse, lower, print, compile, plan, and run.
+
+The whole pipeline is ``compile_graph``, one named call per stage::
+
+    trace -> verify -> fuse -> lower -> print -> compile -> plan
+
+Each stage is timed (``Compiled.timings``) and can be dumped by naming it in ``SCIML_DEBUG``
+(comma separated, or ``all``): ``SCIML_DEBUG=fuse,source python prog.py``.
+
+>>> import numpy as np
+>>> f = jit(lambda x, y: np.exp(-x * x) * y + 1.0)
+>>> x = np.linspace(-1.0, 1.0, 5)
+>>> bool(np.allclose(f(x, 2.0), np.exp(-x * x) * 2.0 + 1.0))
+True
+>>> f.lower(x, 2.0).count_kernels()
+1
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import autodiff.lax  # noqa: F401  (attaches the Tracer operators)
+from autodiff.errors import ArityError, UnsupportedError
+from autodiff.ir import Graph
+from autodiff.pytree import tree_flatten, tree_unflatten
+from autodiff.trace import abstractify, make_graph
+from autodiff.verify import verify
+
+from . import cache
+from .fuse import Cluster, fuse
+from .lower import lower
+from .plan import Plan
+
+BACKENDS = ("cpu", "gpu", "npu")
+
+
+def jit(fun=None, *, backend: str = "cpu", reuse_outputs: bool = False):
+    """Compile ``fun`` into fused kernels for ``backend``; usable as ``@jit`` or ``@jit(...)``.
+
+    Traces once per input signature (pytree structure, shapes, dtypes), keeps the compiled
+    plan in memory and the kernels on disk. ``reuse_outputs=True`` returns plan-owned output
+    arrays that the next call overwrites (no page faults for large outputs).
+    """
+    if fun is None:
+        return functools.partial(jit, backend=backend, reuse_outputs=reuse_outputs)
+    target(backend)  # fail now, before anything is traced, when the backend cannot run
+    return JitFunction(fun, backend, reuse_outputs)
+
+
+class JitFunction:
+    """A jitted function: call it like ``fun``; ``lower(*args)`` shows what it compiles to."""
+
+    def __init__(self, fun, backend: str, reuse_outputs: bool):
+        self.fun, self.backend, self.reuse_outputs = fun, backend, reuse_outputs
+        self.compiled: dict = {}
+        functools.update_wrapper(self, fun)
+
+    def __call__(self, *args):
+        leaves, tree = tree_flatten(args)
+        c = self._compiled(leaves, tree, args)
+        arrays = [_as_array(x, p.aval) for x, p in zip(leaves, c.graph.params)]
+        outs = c.plan(arrays)
+        return tree_unflatten(c.graph.meta["out_tree"], outs)
+
+    def lower(self, *args) -> Compiled:
+        """The compiled form for these arguments: fused graph, kernels and their sources."""
+        leaves, tree = tree_flatten(args)
+        return self._compiled(leaves, tree, args)
+
+    def _compiled(self, leaves, tree, args) -> Compiled:
+        avals = tuple(abstractify(x) for x in leaves)
+        key = (tree, tuple((a.shape, a.dtype, a.weak) for a in avals))
+        c = self.compiled.get(key)
+        if c is None:
+            t0 = time.perf_counter()
+            # trace: the Python function becomes a Graph for this signature
+            graph = make_graph(self.fun, *args)
+            if graph.meta.get("captured"):
+                raise UnsupportedError("jit: the function closes over values of an outer trace"
+                                       "; pass them as arguments")
+            c = compile_graph(graph, self.backend, self.reuse_outputs)
+            c.timings["trace"] = c.timings.get("trace", 0.0) + time.perf_counter() - t0 - sum(
+                v for k, v in c.timings.items() if k != "trace")
+            self.compiled[key] = c
+        return c
+
+
+def _as_array(x, aval):
+    arr = np.asarray(x)
+    return arr if arr.dtype == aval.dtype else arr.astype(aval.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline
+
+
+@dataclass
+class Compiled:
+    """Everything ``jit`` made for one signature; ``print(compiled)`` shows it all."""
+
+    graph: Graph
+    groups: list
+    kernels: dict
+    sources: dict
+    plan: object = None
+    timings: dict = field(default_factory=dict)
+
+    def count_kernels(self) -> int:
+        return len(self.kernels)
+
+    def temporaries(self) -> int:
+        """Arrays written by one kernel and read by another (each costs a pass over memory)."""
+        outs = {o.id for o in self.graph.outputs if hasattr(o, "id")}
+        return sum(1 for g in self.groups if isinstance(g, Cluster)
+                   for v in g.outputs if v.id not in outs)
+
+    def __str__(self):
+        parts = [str(self.graph), ""]
+        parts += [str(g) for g in self.groups]
+        for i, k in self.kernels.items():
+            parts += ["", str(k), "", self.sources[i]]
+        return "\n".join(parts)
+
+
+def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = False) -> Compiled:
+    """trace -> verify -> fuse -> lower -> print -> compile -> plan, each stage timed."""
+    tgt = target(backend)
+    timer = _Timer()
+    # verify: the traced graph is well formed before anything is built from it
+    timer("verify", verify, graph)
+    _dump("graph", graph)
+    # [Graph] -> [Cluster | Library]: which nodes share a pass over memory
+    groups = timer("fuse", fuse, graph, tgt.can_fuse)
+    _dump("fuse", "\n".join(map(str, groups)))
+    clusters = [g for g in groups if isinstance(g, Cluster)]
+    # [Cluster] -> [Kernel]: loop nests with loads, scalar ops, stores, reductions
+    kernels = timer("lower", lambda: {c.index: lower(c, f"k{c.index}") for c in clusters})
+    _dump("lower", "\n\n".join(map(str, kernels.values())))
+    # [Kernel] -> [source]: the target's printer
+    sources = timer("print", lambda: {i: tgt.print_kernel(k, name="kernel")
+                                      for i, k in kernels.items()})
+    _dump("source", "\n\n".join(sources.values()))
+    # [source] -> [callable]: memory cache, disk cache, or a fresh compile
+    fns = timer("compile", lambda: {i: cache.load(s, "kernel", backend)
+                                    for i, s in sources.items()})
+    c = Compiled(graph, groups, kernels, sources)
+    # [groups] -> Plan: buffers planned once, library nodes bound to their runners
+    c.plan = timer("plan", Plan, graph, groups, kernels, fns,
+                   functools.partial(runner_for, backend=backend), reuse_outputs)
+    c.timings = timer.times
+    _dump("time", " ".join(f"{k}={v * 1e3:.1f}ms" for k, v in timer.times.items()))
+    return c
+
+
+def target(backend: str):
+    """The module implementing ``backend`` (``can_fuse``, ``print_kernel``), or a clear error."""
+    if backend not in BACKENDS:
+        raise UnsupportedError(f"jit: unknown backend {backend!r}; choose one of {BACKENDS}")
+    try:
+        mod = importlib.import_module(f"kernels.{backend}")
+    except ImportError as e:
+        raise UnsupportedError(f"jit: backend {backend!r} is not available here ({e})") from None
+    check = getattr(mod, "available", None)
+    if check is not None:
+        check()  # raises UnsupportedError naming what is missing (no GPU, no cupy, ...)
+    if not hasattr(mod, "print_kernel") or not hasattr(mod, "can_fuse"):
+        raise UnsupportedError(f"jit: backend {backend!r} has no kernel printer yet")
+    return mod
+
+
+class _Timer:
+    def __init__(self):
+        self.times: dict[str, float] = {}
+
+    def __call__(self, stage, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        self.times[stage] = time.perf_counter() - t0
+        return out
+
+
+def _dump(stage: str, what):
+    flags = os.environ.get("SCIML_DEBUG", "")
+    if flags and (stage in flags.split(",") or flags == "all"):
+        print(f"--- sciml jit: {stage} ---\n{what}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Library nodes: numpy references, and control flow driving compiled subgraphs
+
+
+def runner_for(node, backend: str = "cpu"):
+    """The callable a plan runs for a library node."""
+    make = CONTROL_RUNNERS.get(node.prim.name)
+    if make is not None:
+        return make(node, _SubPlans(backend))
+    prim, params = node.prim, dict(node.params)
+    return lambda *args: prim.impl(*args, **params)
+
+
+class _SubPlans:
+    """Subgraphs compiled on first use (a recursive graph compiles its callee when called)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.plans: dict[int, Plan] = {}
+
+    def __call__(self, g: Graph, args) -> list:
+        plan = self.plans.get(id(g))
+        if plan is None:
+            plan = compile_graph(g, self.backend).plan
+            self.plans[id(g)] = plan
+        return plan([np.asarray(a) for a in args])
+
+
+def _call_runner(node, sub):
+    g = node.params["graph"]
+    return lambda *args: tuple(sub(g, args))
+
+
+def _cond_runner(node, sub):
+    branches = node.params["branches"]
+
+    def run(index, *args):
+        i = min(max(int(index), 0), len(branches) - 1)
+        return tuple(sub(branches[i], args))
+
+    return run
+
+
+def _fori_runner(node, sub):
+    body, n = node.params["body"], node.params["num_carry"]
+
+    def run(lower_, upper, *args):
+        carry, caps = list(args[:n]), list(args[n:])
+        for i in range(int(lower_), int(upper)):
+            carry = sub(body, [np.asarray(i, lower_.dtype)] + carry + caps)
+        return tuple(carry)
+
+    return run
+
+
+def _while_runner(node, sub):
+    p = node.params
+    cg, bg, n, nc, max_steps = (p["cond_graph"], p["body_graph"], p["num_carry"],
+                                p["num_cond_captures"], p.get("max_steps"))
+
+    def run(*args):
+        carry, ccap, bcap = list(args[:n]), list(args[n:n + nc]), list(args[n + nc:])
+        steps = 0
+        while bool(sub(cg, carry + ccap)[0]):
+            if max_steps is not None and steps >= max_steps:
+                break
+            carry = sub(bg, carry + bcap)
+            steps += 1
+        return tuple(carry)
+
+    return run
+
+
+def _scan_runner(node, sub):
+    p = node.params
+    body, length, n, nx, rev = (p["body"], p["length"], p["num_carry"], p["num_xs"],
+                                p.get("reverse", False))
+    y_avals = body.out_avals[n:]
+
+    def run(*args):
+        carry, xs, caps = list(args[:n]), args[n:n + nx], list(args[n + nx:])
+        ys = [np.empty((length,) + a.shape, a.dtype) for a in y_avals]
+        for t in (range(length - 1, -1, -1) if rev else range(length)):
+            out = sub(body, carry + [x[t] for x in xs] + caps)
+            carry = list(out[:n])
+            for y, o in zip(ys, out[n:]):
+                y[t] = o
+        return tuple(carry) + tuple(ys)
+
+    return run
+
+
+CONTROL_RUNNERS = {
+    "call": _call_runner, "cond": _cond_runner, "fori_loop": _fori_runner,
+    "while_loop": _while_runner, "scan": _scan_runner,
+}
+
+
+def check_arity(c: Compiled, leaves):
+    if len(leaves) != len(c.graph.params):
+        raise ArityError(f"jit: {c.graph.name} takes {len(c.graph.params)} arrays, "
+                         f"got {len(leaves)}")

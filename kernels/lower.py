@@ -1,0 +1,262 @@
+"""Cluster -> Kernel: the one lowering from fused graph nodes to the loop-level kernel IR.
+
+Each value of the cluster becomes a scalar bound at every point of the domain; values from
+outside become loads at index expressions (broadcasting reads index 0, stencil reads an offset
+index, guarded where they leave the array); reductions become accumulators. Storage and
+compute dtypes differ for the half types (computed in float32) and for accumulations (float32
+sums accumulate in float64).
+
+>>> import numpy as np
+>>> from autodiff.trace import make_graph
+>>> from kernels.fuse import fuse
+>>> g = make_graph(lambda x: x * 2.0 + x, np.zeros(4, np.float32))
+>>> print(lower(fuse(g)[0], "k"))
+kernel k(in0:float32[4]) -> (out0:float32[4]) over (4,):
+  v0 = load in0[i0]
+  v1 = 2.0:float32
+  v2 = mul(v0, v1):float32
+  v3 = add(v2, v0):float32
+  out0[i0] = v3
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autodiff import dtypes
+from autodiff.ir import Const as GConst
+from autodiff.ir import Var
+
+from .fuse import REDUCTIONS, Cluster
+from .loopir import (
+    Affine,
+    Buffer,
+    Clamp,
+    Const,
+    Idx,
+    IndexValue,
+    InRange,
+    Kernel,
+    Let,
+    Lit,
+    Load,
+    Op,
+    Reduction,
+    Store,
+    Wrap,
+)
+
+HALF = ("float16", "bfloat16")
+
+
+def compute_dtype(d) -> str:
+    """The dtype arithmetic runs in for values stored as ``d``."""
+    name = str(dtypes.dtype(d))
+    return "float32" if name in HALF else name
+
+
+def acc_dtype(op: str, d) -> str:
+    """The accumulator dtype of a reduction producing dtype ``d``."""
+    name = compute_dtype(d)
+    if op in ("sum", "prod"):
+        return {"float32": "float64", "complex64": "complex128"}.get(name, name)
+    return name
+
+
+def lower(cluster: Cluster, name: str) -> Kernel:
+    """The kernel computing ``cluster``: buffers in the order of its inputs and outputs."""
+    return _Lowering(cluster, name).run()
+
+
+class _Lowering:
+    def __init__(self, cluster: Cluster, name: str):
+        self.c = cluster
+        self.name = name
+        self.body: list = []
+        self.env: dict[int, str] = {}  # var id -> scalar name
+        self.memo: dict = {}  # (buffer, index) or literal -> scalar name
+        self.bufs: dict[int, str] = {}  # id of an outside value -> input buffer name
+        self.inputs = [self._in_buffer(i, a) for i, a in enumerate(cluster.inputs)]
+        self.here = {"i": tuple(Idx(d) for d in range(len(cluster.domain))) or (Lit(0),)}
+
+    def run(self) -> Kernel:
+        reductions, outputs = [], []
+        red_outs = {}
+        for node in self.c.nodes:
+            if node.prim.name in REDUCTIONS:
+                red_outs[node.outputs[0].id] = self._reduce(node, reductions, len(outputs))
+            else:
+                self._node(node)
+        for v in self.c.outputs:
+            buf = f"out{len(outputs)}"
+            if v.id in red_outs:
+                outputs.append(Buffer(buf, self._reduced_shape(), str(v.aval.dtype)))
+                reductions[red_outs[v.id]] = _rename(reductions[red_outs[v.id]], buf)
+            else:
+                outputs.append(Buffer(buf, _kshape(self.c.domain), str(v.aval.dtype)))
+                self.body.append(Store(buf, self.here["i"], self.env[v.id]))
+        depth = self.c.depth if self.c.depth is not None else len(self.c.domain)
+        return Kernel(self.name, self.c.domain, self.inputs, outputs, self.body,
+                      [r for r in reductions if r.buf.startswith("out")], depth)
+
+    # -- buffers and scalars ------------------------------------------------------------------
+
+    def _in_buffer(self, i, a) -> Buffer:
+        self.bufs[id(a) if isinstance(a, GConst) else a.id] = f"in{i}"
+        return Buffer(f"in{i}", _kshape(a.aval.shape), str(a.aval.dtype))
+
+    def _let(self, expr) -> str:
+        key = expr if not isinstance(expr, Op) else None
+        if key is not None and key in self.memo:
+            return self.memo[key]
+        name = f"v{len(self.body)}"
+        self.body.append(Let(name, expr))
+        if key is not None:
+            self.memo[key] = name
+        return name
+
+    def _value(self, a, index=None) -> str:
+        """The scalar of operand ``a`` at ``index`` (default: this point, broadcast)."""
+        if isinstance(a, Var) and a.id in self.env:
+            return self.env[a.id]
+        if isinstance(a, GConst) and a.value.ndim == 0:
+            return self._let(Const(_py(a.value), compute_dtype(a.aval.dtype)))
+        if index is None:
+            index = _broadcast_index(a.aval.shape, len(self.c.domain))
+        key = id(a) if isinstance(a, GConst) else a.id
+        return self._let(Load(self.bufs[key], index or (Lit(0),)))
+
+    # -- nodes --------------------------------------------------------------------------------
+
+    def _node(self, node):
+        name = node.prim.name
+        out = node.outputs[0]
+        if name == "iota":
+            d = node.params.get("dimension", 0)
+            idx = Idx(d) if out.aval.ndim else Lit(0)
+            self.env[out.id] = self._let(IndexValue(idx, compute_dtype(out.aval.dtype)))
+        elif name in READS:
+            self.env[out.id] = READS[name](self, node.inputs[0], out, **node.params)
+        else:
+            args = tuple(self._value(a) for a in node.inputs)
+            in_dt = compute_dtype(node.inputs[-1].aval.dtype)
+            op = Op(name, args, dict(node.params), compute_dtype(out.aval.dtype), in_dt)
+            self.env[out.id] = self._let(op)
+
+    def _reduce(self, node, reductions, _n) -> int:
+        x, out = node.inputs[0], node.outputs[0]
+        op = REDUCTIONS[node.prim.name]
+        acc = acc_dtype(op, out.aval.dtype)
+        v = self._value(x)
+        if compute_dtype(x.aval.dtype) != acc:
+            v = self._let(Op("convert", (v,), {"new_dtype": np.dtype(acc)}, acc,
+                             compute_dtype(x.aval.dtype)))
+        reductions.append(Reduction(f"red{len(reductions)}", op, v, acc))
+        return len(reductions) - 1
+
+    def _reduced_shape(self):
+        return _kshape(self.c.domain[: self.c.depth])
+
+    def _guarded(self, a, index, checks, fill, dtype) -> str:
+        """A load that reads ``fill`` where ``checks`` fail (index already clamped inside)."""
+        loaded = self._value(a, index)
+        if not checks:
+            return loaded
+        ok = self._let(InRange(tuple(checks)))
+        f = self._let(Const(fill, compute_dtype(dtype)))
+        return self._let(Op("select", (ok, loaded, f), {}, compute_dtype(dtype),
+                            compute_dtype(dtype)))
+
+
+def _rename(r: Reduction, buf: str) -> Reduction:
+    return Reduction(buf, r.op, r.value, r.acc_dtype)
+
+
+def _kshape(shape) -> tuple:
+    """Kernels see 0-d arrays as one-element vectors."""
+    return tuple(shape) or (1,)
+
+
+def _broadcast_index(shape, ndim) -> tuple:
+    """numpy broadcasting: trailing alignment, size-1 dimensions read index 0."""
+    lead = ndim - len(shape)
+    return tuple(Lit(0) if s == 1 else Idx(lead + j) for j, s in enumerate(shape))
+
+
+def _py(v):
+    v = np.asarray(v)
+    if v.dtype == dtypes.bfloat16 or v.dtype == np.float16:
+        return float(v)
+    return v.item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Stencil and layout reads: out[i] = x[index(i)], one function per primitive.
+
+
+def _shift(low: _Lowering, x, out, *, offset, boundary="zero"):
+    index, checks = [], []
+    for d, (o, n) in enumerate(zip(offset, x.aval.shape)):
+        e = Affine(Idx(d), 1, int(o)) if o else Idx(d)
+        if not o:
+            index.append(e)
+        elif boundary == "periodic":
+            index.append(Wrap(e, n))
+        else:
+            index.append(Clamp(e, 0, n - 1))
+            if boundary == "zero":
+                checks.append((e, 0, n))
+    return low._guarded(x, tuple(index), checks, 0, out.aval.dtype)
+
+
+def _slice(low: _Lowering, x, out, *, start, limit, strides=None):
+    strides = strides or (1,) * len(start)
+    index = tuple(Affine(Idx(d), int(st), int(s)) if (st != 1 or s) else Idx(d)
+                  for d, (s, st) in enumerate(zip(start, strides)))
+    return low._value(x, index)
+
+
+def _pad(low: _Lowering, x, out, *, pad_width, mode="constant", value=0.0):
+    index, checks = [], []
+    for d, ((lo, hi), n) in enumerate(zip(pad_width, x.aval.shape)):
+        e = Affine(Idx(d), 1, -int(lo)) if lo else Idx(d)
+        if not (lo or hi):
+            index.append(e)
+        elif mode == "constant" and n == 0:
+            return low._let(Const(_py(np.asarray(value, out.aval.dtype)),
+                                  compute_dtype(out.aval.dtype)))
+        elif mode == "periodic":
+            index.append(Wrap(e, n))
+        else:
+            index.append(Clamp(e, 0, n - 1))
+            if mode == "constant":
+                checks.append((e, 0, n))
+    fill = _py(np.asarray(value, out.aval.dtype))
+    return low._guarded(x, tuple(index), checks, fill, out.aval.dtype)
+
+
+def _rev(low: _Lowering, x, out, *, axes):
+    n = x.aval.shape
+    index = tuple(Affine(Idx(d), -1, n[d] - 1) if d in axes else Idx(d) for d in range(len(n)))
+    return low._value(x, index)
+
+
+def _transpose(low: _Lowering, x, out, *, permutation):
+    index = [None] * len(permutation)
+    for k, p in enumerate(permutation):
+        index[p] = Idx(k)
+    return low._value(x, tuple(index))
+
+
+def _broadcast_in_dim(low: _Lowering, x, out, *, shape, broadcast_dimensions):
+    index = tuple(
+        Lit(0) if x.aval.shape[i] == 1 and shape[d] != 1 else Idx(d)
+        for i, d in enumerate(broadcast_dimensions)
+    )
+    return low._value(x, index)
+
+
+READS = {
+    "shift": _shift, "slice": _slice, "pad": _pad, "rev": _rev, "transpose": _transpose,
+    "broadcast_in_dim": _broadcast_in_dim,
+}

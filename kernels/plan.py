@@ -1,0 +1,184 @@
+"""The execution plan: runs fused kernels and library nodes in order, with buffers planned once.
+
+Buffers of intermediate values are allocated when the plan is built and reused across calls
+and, within a call, between values whose lifetimes do not overlap (a kernel never writes a
+buffer it reads). Outputs of the jitted function are fresh arrays on every call unless
+``reuse_outputs=True``, where they are plan-owned and overwritten by the next call (as an
+``out=`` buffer): a fresh large array costs its page faults on every call.
+
+Library nodes run their numpy reference implementation, except control flow, whose subgraphs
+are compiled by the same pipeline (lazily, so recursive graphs work) and driven from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from autodiff import dtypes
+from autodiff.ir import Const, Graph, Var
+
+from .fuse import Cluster
+
+KERNEL_ARRAY_DTYPE = {"float16": np.dtype("float32"), "bfloat16": np.dtype("float32")}
+
+
+@dataclass
+class KernelStep:
+    fn: object
+    kernel: object
+    inputs: list  # Vars or Consts
+    outputs: list  # Vars
+    buffers: list  # one array (plan-owned) or None (fresh per call) per output
+
+    def run(self, env):
+        args = [_kernel_arg(_get(env, a), b) for a, b in zip(self.inputs, self.kernel.inputs)]
+        outs = [buf if buf is not None else _empty(b) for buf, b in
+                zip(self.buffers, self.kernel.outputs)]
+        self.fn(*args, *outs)
+        for v, o in zip(self.outputs, outs):
+            env[v.id] = _from_kernel(o, v.aval)
+
+
+@dataclass
+class LibraryStep:
+    node: object
+    runner: object
+
+    def run(self, env):
+        args = [_get(env, a) for a in self.node.inputs]
+        out = self.runner(*args)
+        outs = out if self.node.prim.multiple_results else (out,)
+        for v, o in zip(self.node.outputs, outs):
+            arr = np.asarray(o)
+            env[v.id] = arr if arr.dtype == v.aval.dtype else arr.astype(v.aval.dtype)
+
+
+class Plan:
+    """Steps in execution order; ``plan(flat_arrays) -> flat outputs``."""
+
+    def __init__(self, graph: Graph, groups: list, kernels: dict, fns: dict, runner_for,
+                 reuse_outputs: bool = False):
+        self.graph = graph
+        self.steps = []
+        for g in groups:
+            if isinstance(g, Cluster):
+                self.steps.append(KernelStep(fns[g.index], kernels[g.index], g.inputs,
+                                             g.outputs, [None] * len(g.outputs)))
+            else:
+                self.steps.append(LibraryStep(g.node, runner_for(g.node)))
+        self.buffer_bytes = _plan_buffers(graph, self.steps, reuse_outputs)
+
+    def __call__(self, args) -> list:
+        env = {p.id: a for p, a in zip(self.graph.params, args)}
+        for step in self.steps:
+            step.run(env)
+        return [self._output(o, env) for o in self.graph.outputs]
+
+    def _output(self, o, env):
+        if isinstance(o, Const):
+            return o.value.copy()
+        return env[o.id]
+
+    def count_kernels(self) -> int:
+        return sum(isinstance(s, KernelStep) for s in self.steps)
+
+
+def _get(env, a):
+    return a.value if isinstance(a, Const) else env[a.id]
+
+
+def _kernel_arg(x, buf):
+    want = KERNEL_ARRAY_DTYPE.get(buf.dtype, np.dtype(dtypes.dtype(buf.dtype)))
+    x = np.asarray(x)
+    if x.dtype != want:
+        x = x.astype(want)
+    return np.ascontiguousarray(x).reshape(buf.shape)
+
+
+def _empty(buf):
+    return np.empty(buf.shape, KERNEL_ARRAY_DTYPE.get(buf.dtype, dtypes.dtype(buf.dtype)))
+
+
+def _from_kernel(o, aval):
+    o = o.reshape(aval.shape)
+    return o if o.dtype == aval.dtype else o.astype(aval.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Buffer planning
+
+
+def _plan_buffers(graph: Graph, steps: list, reuse_outputs: bool) -> int:
+    """Give kernel outputs plan-owned buffers, reusing a buffer once its last reader ran."""
+    outs = {o.id for o in graph.outputs if isinstance(o, Var)}
+    last = _last_uses(graph, steps)
+    roots = _alias_roots(steps)
+    pool: list = []  # [array, free_after_step]
+    total = 0
+    for s, step in enumerate(steps):
+        if not isinstance(step, KernelStep):
+            continue
+        for j, (v, b) in enumerate(zip(step.outputs, step.kernel.outputs)):
+            escapes = v.id in outs or bool(roots.get(v.id, set()) & outs)
+            if escapes and not reuse_outputs:
+                continue  # returned to the caller (maybe through a view): fresh per call
+            end = max([last.get(u, s) for u in roots.get(v.id, {v.id})] + [s])
+            if escapes:
+                end = len(steps)  # returned: never recycled within a call
+            buf = _take(pool, b, s) if not escapes else None
+            if buf is None:
+                buf = _empty(b)
+                total += buf.nbytes
+                pool.append([buf, end])
+            else:
+                _retire(pool, buf, end)
+            step.buffers[j] = buf
+    return total
+
+
+def _take(pool, b, s):
+    shape = b.shape
+    dt = KERNEL_ARRAY_DTYPE.get(b.dtype, dtypes.dtype(b.dtype))
+    for entry in pool:
+        buf, free_after = entry
+        if free_after < s and buf.shape == tuple(shape) and buf.dtype == dt:
+            return buf
+    return None
+
+
+def _retire(pool, buf, end):
+    for entry in pool:
+        if entry[0] is buf:
+            entry[1] = end
+
+
+def _last_uses(graph: Graph, steps: list) -> dict:
+    last: dict[int, int] = {}
+    for s, step in enumerate(steps):
+        ins = step.inputs if isinstance(step, KernelStep) else step.node.inputs
+        for a in ins:
+            if isinstance(a, Var):
+                last[a.id] = s
+    for o in graph.outputs:
+        if isinstance(o, Var):
+            last[o.id] = len(steps)
+    return last
+
+
+def _alias_roots(steps: list) -> dict:
+    """For each value, the values whose buffer it may share (library results may be views)."""
+    users: dict[int, set] = {}  # buffer-owning value id -> ids of values that may alias it
+    for step in steps:
+        if isinstance(step, KernelStep):
+            for v in step.outputs:
+                users.setdefault(v.id, {v.id})
+        else:
+            for a in step.node.inputs:
+                if not isinstance(a, Var):
+                    continue
+                for group in users.values():
+                    if a.id in group:
+                        group.update(o.id for o in step.node.outputs)
+    return users
