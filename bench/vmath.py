@@ -97,8 +97,10 @@ def main():
         for name in ("exp", "sin", "tanh", "combo"):
             t = bench(name, dt)
             a, b, c = t["numpy"], t["numba libm"], t["numba vmath"]
-            print(f"{name:<8}{np.dtype(dt).name:<9}{a:>10.1f}{b:>10.1f}{c:>10.1f}"
-                  f"{b / c:>12.2f}{a / c:>13.2f}")
+            print(
+                f"{name:<8}{np.dtype(dt).name:<9}{a:>10.1f}{b:>10.1f}{c:>10.1f}"
+                f"{b / c:>12.2f}{a / c:>13.2f}"
+            )
 
 
 if __name__ == "__main__":

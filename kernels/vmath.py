@@ -21,6 +21,10 @@ into a branch that raises ZeroDivisionError, and ``a if c else b`` is a branch t
 vectoriser may or may not flatten. ``div``, ``sel``, ``fma`` and the bit casts below emit
 exactly one LLVM instruction each, whatever the caller's flags.
 
+Bounds and fallbacks: sin/cos/tan reduce exactly enough for |x| <= 2**40 (float64) and
+|x| <= 2**17 (float32) and return NaN beyond, rather than noise; a code generator that must
+handle larger arguments should print the libm call instead. pow_f32 evaluates in float64.
+
 Accuracy (measured by tests/test_vmath.py against numpy, in ulp of the result dtype) is
 stated in each docstring. Polynomial coefficients are Chebyshev fits computed with mpmath
 at 50 digits on the reduced interval named beside each table entry.
@@ -187,42 +191,83 @@ def _piecewise_horner(rows, F):
 
 _CONST = {
     "float64": dict(
-        F=np.float64, from_bits=f64_from_bits, mant=52, bias=1023, magic=6755399441055744.0,
+        F=np.float64,
+        from_bits=f64_from_bits,
+        mant=52,
+        bias=1023,
+        magic=6755399441055744.0,
         # exp: clamp so that 2**k stays representable as two factors; beyond, inf or 0
-        exp_hi=710.0, exp_lo=-746.0, expm1_lo=-40.0, expm1_bigk=1000.0,
-        ln2=0.6931471805599453, ln2_tail=2.3190468138462996e-17, inv_ln2=1.4426950408889634,
+        exp_hi=710.0,
+        exp_lo=-746.0,
+        expm1_lo=-40.0,
+        expm1_bigk=1000.0,
+        ln2=0.6931471805599453,
+        ln2_tail=2.3190468138462996e-17,
+        inv_ln2=1.4426950408889634,
         # log: ln2 split with a short head so that k*head is exact for any exponent k
-        ln2_head=6.93147180369123816490e-01, ln2_lead_tail=1.90821492927058770002e-10,
-        tiny=2.2250738585072014e-308, sub_scale=18014398509481984.0, sub_k=54,
+        ln2_head=6.93147180369123816490e-01,
+        ln2_lead_tail=1.90821492927058770002e-10,
+        tiny=2.2250738585072014e-308,
+        sub_scale=18014398509481984.0,
+        sub_k=54,
         sqrt_half_bits=0x3FE6A09E667F3BCD,
-        two_over_pi=0.6366197723675814, pio2_1=1.5707963267948966,
-        pio2_2=6.123233995736766e-17, pio2_3=-1.497384905065873e-33,
+        two_over_pi=0.6366197723675814,
+        pio2_1=1.5707963267948966,
+        pio2_2=6.123233995736766e-17,
+        pio2_3=-1.497384905065873e-33,
         # sin/cos/tan: beyond this |x| the 3-part reduction is not accurate (see docstring)
         trig_max=2.0**40,
-        tanh_clamp=20.0, hyp_big=22.0,
-        tan_pi8=0.41421356237309503, tan_3pi8=2.414213562373095,
-        pio4_hi=0.7853981633974483, pio4_lo=3.061616997868383e-17,
-        erf_one=6.0, erf_edges=(2.0, 3.0, 4.0), inf=np.inf, nan=np.nan,
+        tanh_clamp=20.0,
+        hyp_big=22.0,
+        tan_pi8=0.41421356237309503,
+        tan_3pi8=2.414213562373095,
+        pio4_hi=0.7853981633974483,
+        pio4_lo=3.061616997868383e-17,
+        erf_one=6.0,
+        erf_edges=(2.0, 3.0, 4.0),
+        inf=np.inf,
+        nan=np.nan,
     ),
     "float32": dict(
-        F=np.float32, from_bits=f32_from_bits, mant=23, bias=127, magic=12582912.0,
-        exp_hi=89.0, exp_lo=-104.0, expm1_lo=-18.0, expm1_bigk=120.0,
-        ln2=0.6931471824645996, ln2_tail=-1.9046542121259336e-09, inv_ln2=1.4426950216293335,
-        ln2_head=0.693145751953125, ln2_lead_tail=1.428606765330187e-06,
-        tiny=1.1754943508222875e-38, sub_scale=33554432.0, sub_k=25, sqrt_half_bits=0x3F3504F3,
-        two_over_pi=0.6366197466850281, pio2_1=1.5707963705062866,
-        pio2_2=-4.371138828673793e-08, pio2_3=-1.7151245100058819e-15,
+        F=np.float32,
+        from_bits=f32_from_bits,
+        mant=23,
+        bias=127,
+        magic=12582912.0,
+        exp_hi=89.0,
+        exp_lo=-104.0,
+        expm1_lo=-18.0,
+        expm1_bigk=120.0,
+        ln2=0.6931471824645996,
+        ln2_tail=-1.9046542121259336e-09,
+        inv_ln2=1.4426950216293335,
+        ln2_head=0.693145751953125,
+        ln2_lead_tail=1.428606765330187e-06,
+        tiny=1.1754943508222875e-38,
+        sub_scale=33554432.0,
+        sub_k=25,
+        sqrt_half_bits=0x3F3504F3,
+        two_over_pi=0.6366197466850281,
+        pio2_1=1.5707963705062866,
+        pio2_2=-4.371138828673793e-08,
+        pio2_3=-1.7151245100058819e-15,
         trig_max=2.0**17,
-        tanh_clamp=10.0, hyp_big=9.0,
-        tan_pi8=0.41421356237309503, tan_3pi8=2.414213562373095,
+        tanh_clamp=10.0,
+        hyp_big=9.0,
+        tan_pi8=0.41421356237309503,
+        tan_3pi8=2.414213562373095,
         # head with 3 trailing zero bits so that m*head is exact for m <= 4 (atan2)
-        pio4_hi=0.785398006439209, pio4_lo=1.5695823663008923e-07,
-        erf_one=4.0, erf_edges=(2.0, 3.0), inf=np.inf, nan=np.nan,
+        pio4_hi=0.785398006439209,
+        pio4_lo=1.5695823663008923e-07,
+        erf_one=4.0,
+        erf_edges=(2.0, 3.0),
+        inf=np.inf,
+        nan=np.nan,
     ),
 }
 
 _POLY = {
-    'exp64': (
+    "exp64": (
         0.5,
         0.1666666666666667,
         0.04166666666666667,
@@ -235,14 +280,14 @@ _POLY = {
         2.5107353767261877e-08,
         2.0916212837493853e-09,
     ),
-    'exp32': (
+    "exp32": (
         0.5,
         0.1666657,
         0.041666545,
         0.00836438,
         0.0013927685,
     ),
-    'log64': (
+    "log64": (
         0.666666666666667,
         0.39999999999886326,
         0.2857142863189178,
@@ -251,12 +296,12 @@ _POLY = {
         0.15329453301676046,
         0.1464420352348317,
     ),
-    'log32': (
+    "log32": (
         0.66666687,
         0.3998831,
         0.2960113,
     ),
-    'sin64': (
+    "sin64": (
         -0.16666666666666666,
         0.008333333333330925,
         -0.00019841269836722418,
@@ -264,13 +309,13 @@ _POLY = {
         -2.5051127944014188e-08,
         1.5917848524808262e-10,
     ),
-    'sin32': (
+    "sin32": (
         -0.16666667,
         0.008333332,
         -0.00019840083,
         2.7249314e-06,
     ),
-    'cos64': (
+    "cos64": (
         0.041666666666666664,
         -0.0013888888888887382,
         2.480158729874307e-05,
@@ -278,12 +323,12 @@ _POLY = {
         2.0876143827993133e-09,
         -1.1382456778061306e-11,
     ),
-    'cos32': (
+    "cos32": (
         0.041666664,
         -0.00138883,
         2.4547437e-05,
     ),
-    'atan64': (
+    "atan64": (
         -0.3333333333333333,
         0.19999999999995438,
         -0.14285714284649173,
@@ -296,14 +341,14 @@ _POLY = {
         0.03920743321261196,
         -0.019147248964611764,
     ),
-    'atan32': (
+    "atan32": (
         -0.3333333,
         0.19999537,
         -0.14263839,
         0.10742467,
         -0.064477414,
     ),
-    'erf64': (
+    "erf64": (
         1.1283791670955126,
         -0.37612638903183543,
         0.11283791670944997,
@@ -317,7 +362,7 @@ _POLY = {
         1.3719880012236024e-08,
         -7.795547647493875e-10,
     ),
-    'erf32': (
+    "erf32": (
         1.1283791,
         -0.37612626,
         0.11283594,
@@ -342,15 +387,135 @@ _POLY["logdd64"] = (
 TWO_THIRDS, TWO_THIRDS_LO = 0.6666666666666666, 3.700743415417188e-17
 
 _ERFC64 = (
-    (1.5, 0.033894853524689274, -0.11893028922362939, 0.17839543383544407, -0.13875200409423133, 0.044598858458861204, 0.014866286152746044, -0.01932617199885317, 0.004743053207835929, 0.0023626776211650162, -0.0017098196672546224, 9.291428106724173e-05, 0.0002544495759217921, -7.768994601400183e-05, -1.7962605539251335e-05, 1.4091941667864247e-05, -5.683602380200433e-07, -1.5308229035011648e-06, 2.8070456752601277e-07, 1.0105765937126117e-07),
-    (2.5, 0.0004069520174449589, -0.002178284230352711, 0.005445710575881774, -0.008350089549685143, 0.008622375078479554, -0.006117348213591158, 0.002798490157044802, -0.0005424100607727855, -0.00026067017371749743, 0.0002502853766461842, -7.880133198378731e-05, -5.1369055449073354e-06, 1.4080045159285161e-05, -4.691556842554845e-06, -1.8156125279472354e-07, 6.435349640190984e-07, -1.7852808109224318e-07, -2.2773907846030447e-08, 2.235877045347101e-08),
-    (3.5, 7.430983723414128e-07, -5.3994267773847355e-06, 1.8897993720846707e-05, -4.229550975619207e-05, 6.771781083304169e-05, -8.211628223860076e-05, 7.774424638995245e-05, -5.8192750644510994e-05, 3.425917543940642e-05, -1.533076782652919e-05, 4.641017414717e-06, -4.447081621569671e-07, -4.437709850001841e-07, 3.016968522846118e-07, -9.233379173032939e-08, 5.633672765938819e-09, 8.330719216586603e-09, -3.846476099701903e-09, 5.685303162382253e-10),
-    (5.0, 1.537459794428035e-12, -1.567083235868024e-11, 7.835431537902453e-11, -2.55959531864374e-10, 6.137766414818134e-10, -1.150728188586791e-09, 1.7542482571431766e-09, -2.232386753526852e-09, 2.4143601563793546e-09, -2.2472336947021256e-09, 1.818622418850442e-09, -1.2889300603582071e-09, 7.975454879754835e-10, -4.2651555246431505e-10, 2.0045518443759533e-10, -8.561653808320866e-11, 2.963888573754307e-11, -5.5877895018633646e-12, 9.015467204317762e-14),
+    (
+        1.5,
+        0.033894853524689274,
+        -0.11893028922362939,
+        0.17839543383544407,
+        -0.13875200409423133,
+        0.044598858458861204,
+        0.014866286152746044,
+        -0.01932617199885317,
+        0.004743053207835929,
+        0.0023626776211650162,
+        -0.0017098196672546224,
+        9.291428106724173e-05,
+        0.0002544495759217921,
+        -7.768994601400183e-05,
+        -1.7962605539251335e-05,
+        1.4091941667864247e-05,
+        -5.683602380200433e-07,
+        -1.5308229035011648e-06,
+        2.8070456752601277e-07,
+        1.0105765937126117e-07,
+    ),
+    (
+        2.5,
+        0.0004069520174449589,
+        -0.002178284230352711,
+        0.005445710575881774,
+        -0.008350089549685143,
+        0.008622375078479554,
+        -0.006117348213591158,
+        0.002798490157044802,
+        -0.0005424100607727855,
+        -0.00026067017371749743,
+        0.0002502853766461842,
+        -7.880133198378731e-05,
+        -5.1369055449073354e-06,
+        1.4080045159285161e-05,
+        -4.691556842554845e-06,
+        -1.8156125279472354e-07,
+        6.435349640190984e-07,
+        -1.7852808109224318e-07,
+        -2.2773907846030447e-08,
+        2.235877045347101e-08,
+    ),
+    (
+        3.5,
+        7.430983723414128e-07,
+        -5.3994267773847355e-06,
+        1.8897993720846707e-05,
+        -4.229550975619207e-05,
+        6.771781083304169e-05,
+        -8.211628223860076e-05,
+        7.774424638995245e-05,
+        -5.8192750644510994e-05,
+        3.425917543940642e-05,
+        -1.533076782652919e-05,
+        4.641017414717e-06,
+        -4.447081621569671e-07,
+        -4.437709850001841e-07,
+        3.016968522846118e-07,
+        -9.233379173032939e-08,
+        5.633672765938819e-09,
+        8.330719216586603e-09,
+        -3.846476099701903e-09,
+        5.685303162382253e-10,
+    ),
+    (
+        5.0,
+        1.537459794428035e-12,
+        -1.567083235868024e-11,
+        7.835431537902453e-11,
+        -2.55959531864374e-10,
+        6.137766414818134e-10,
+        -1.150728188586791e-09,
+        1.7542482571431766e-09,
+        -2.232386753526852e-09,
+        2.4143601563793546e-09,
+        -2.2472336947021256e-09,
+        1.818622418850442e-09,
+        -1.2889300603582071e-09,
+        7.975454879754835e-10,
+        -4.2651555246431505e-10,
+        2.0045518443759533e-10,
+        -8.561653808320866e-11,
+        2.963888573754307e-11,
+        -5.5877895018633646e-12,
+        9.015467204317762e-14,
+    ),
 )
 _ERFC32 = (
-    (1.5, 0.033894853615875624, -0.11893028875994793, 0.17839541546606563, -0.13875209686532508, 0.044599468498182596, 0.01486926067382483, -0.019333558749802502, 0.004709593935184524, 0.0024021882670341764, -0.0015553907845944762),
-    (2.5, 0.0004069518838121495, -0.0021782842454354076, 0.005445737328999964, -0.008350086541338056, 0.00862151451669042, -0.006117443103189499, 0.00280823902650405, -0.000541381603941271, -0.00030636597472052853, 0.00024593799388214076),
-    (3.5, 7.431066520331535e-07, -5.399427263846154e-06, 1.8896336830129245e-05, -4.229541188361464e-05, 6.777099116813883e-05, -8.211951164433406e-05, 7.714469612021704e-05, -5.815416844702919e-05, 3.70394655480234e-05, -1.5531726095905007e-05),
+    (
+        1.5,
+        0.033894853615875624,
+        -0.11893028875994793,
+        0.17839541546606563,
+        -0.13875209686532508,
+        0.044599468498182596,
+        0.01486926067382483,
+        -0.019333558749802502,
+        0.004709593935184524,
+        0.0024021882670341764,
+        -0.0015553907845944762,
+    ),
+    (
+        2.5,
+        0.0004069518838121495,
+        -0.0021782842454354076,
+        0.005445737328999964,
+        -0.008350086541338056,
+        0.00862151451669042,
+        -0.006117443103189499,
+        0.00280823902650405,
+        -0.000541381603941271,
+        -0.00030636597472052853,
+        0.00024593799388214076,
+    ),
+    (
+        3.5,
+        7.431066520331535e-07,
+        -5.399427263846154e-06,
+        1.8896336830129245e-05,
+        -4.229541188361464e-05,
+        6.777099116813883e-05,
+        -8.211951164433406e-05,
+        7.714469612021704e-05,
+        -5.815416844702919e-05,
+        3.70394655480234e-05,
+        -1.5531726095905007e-05,
+    ),
 )
 
 
@@ -365,7 +530,9 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
     F, from_bits, suffix = c["F"], c["from_bits"], "64" if dt == "float64" else "32"
     k = {n: F(v) for n, v in c.items() if isinstance(v, float)}
     mant, bias, sqrt_half_bits, sub_k = c["mant"], c["bias"], c["sqrt_half_bits"], c["sub_k"]
-    magic_bits = int(np.array([c["magic"]], dtype=F).view(np.int64 if F is np.float64 else np.int32)[0])
+    magic_bits = int(
+        np.array([c["magic"]], dtype=F).view(np.int64 if F is np.float64 else np.int32)[0]
+    )
     one, two, half, zero, inf, nan = F(1), F(2), F(0.5), F(0), F(np.inf), F(np.nan)
     # closures freeze plain names as compile-time constants (dict lookups would not compile)
     magic, inv_ln2, ln2, ln2_tail, ln2_head, ln2_lead_tail = (
@@ -378,7 +545,8 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
         k[n] for n in ("two_over_pi", "pio2_1", "pio2_2", "pio2_3", "trig_max")
     )
     tanh_clamp, hyp_big, tan_pi8, tan_3pi8, pio4_hi, pio4_lo, erf_one = (
-        k[n] for n in ("tanh_clamp", "hyp_big", "tan_pi8", "tan_3pi8", "pio4_hi", "pio4_lo", "erf_one")
+        k[n]
+        for n in ("tanh_clamp", "hyp_big", "tan_pi8", "tan_3pi8", "pio4_hi", "pio4_lo", "erf_one")
     )
     p_logdd = _horner(_POLY["logdd64"], F)  # pow's log, float64 only
     p_exp, p_log, p_sin, p_cos, p_atan, p_erf = (
@@ -425,10 +593,12 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
 
     @jit
     def exp(x):
+        """e**x: k = rint(x/ln2), r = x - k*ln2 (fma Cody-Waite), 1 + r + r**2*q(r), times 2**k."""
         return exp_dd(x, zero)
 
     @jit
     def expm1(x):
+        """e**x - 1 without cancellation near 0: 2**k*expm1(r) + (2**k - 1)."""
         xc = sel(x > exp_hi, exp_hi, sel(x < expm1_lo, expm1_lo, x))
         kf, r = exp_reduce(xc)
         u = expm1_small(r)
@@ -466,6 +636,7 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
 
     @jit
     def log(x):
+        """Natural log; log(0) = -inf, log(x < 0) = NaN, subnormals scaled first."""
         f, kf = log_reduce(x)
         res = log_kernel(f, kf, zero)
         special = sel(x == zero, -inf, sel(x < zero, nan, x + x))
@@ -473,6 +644,7 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
 
     @jit
     def log1p(x):
+        """log(1 + x), accurate near 0 through the rounding error of 1 + x."""
         u = one + x
         # the rounding error of 1 + x, exact because u - 1 is exact
         corr = div(x - (u - one), u)
@@ -508,6 +680,7 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
 
     @jit
     def sin(x):
+        """sin, 3-part Cody-Waite reduction by pi/2 with fma; NaN beyond |x| > trig_max."""
         r, q = trig_reduce(x)
         s, cs = sincos_poly(r)
         v = sel((q & 1) == 1, cs, s)
@@ -515,6 +688,7 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
 
     @jit
     def cos(x):
+        """cos, same reduction as sin; NaN beyond |x| > trig_max."""
         r, q = trig_reduce(x)
         s, cs = sincos_poly(r)
         v = sel((q & 1) == 1, s, cs)
@@ -522,6 +696,7 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
 
     @jit
     def tan(x):
+        """tan = sin(r)/cos(r) or -cos(r)/sin(r) by quadrant; NaN beyond |x| > trig_max."""
         r, q = trig_reduce(x)
         s, cs = sincos_poly(r)
         odd = (q & 1) == 1
@@ -529,6 +704,7 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
 
     @jit
     def tanh(x):
+        """tanh = u/(u + 2) with u = expm1(2|x|), sign restored."""
         a = abs(x)
         a = sel(a > tanh_clamp, tanh_clamp, a)  # tanh is 1 to working precision
         u = expm1(a + a)
@@ -536,6 +712,7 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
 
     @jit
     def sinh(x):
+        """sinh = (u + u/(u + 1))/2, u = expm1(|x|); e**(|x|/2)**2/2 for large |x|."""
         a = abs(x)
         big = a > hyp_big
         # for large |x|, sinh = e**(|x|/2) * e**(|x|/2) / 2 avoids overflowing too early
@@ -546,6 +723,7 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
 
     @jit
     def cosh(x):
+        """cosh = (e + 1/e)/2, e = exp(|x|); e**(|x|/2)**2/2 for large |x|."""
         a = abs(x)
         big = a > hyp_big
         e = exp(sel(big, half * a, a))
@@ -573,11 +751,11 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
 
     @jit
     def erf(x):
+        """erf: x*P(x**2) below 1, 1 - erfc by piecewise polynomials (selected coefficients)."""
         a = abs(x)
         small = a * p_erf(a * a)
         res = sel(a >= erf_one, one, sel(a >= one, one - erfc_mid(a), small))
         return copysign(res, x)
-
 
     @jit
     def atan_reduced(t):
@@ -587,6 +765,7 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
 
     @jit
     def arctan(x):
+        """arctan: reduce to |t| <= tan(pi/8) around 0, pi/4 or pi/2 with one division."""
         a = abs(x)
         mid, far = a > tan_pi8, a > tan_3pi8
         # atan(a) = m*pi/4 + atan(t): t = a, (a-1)/(a+1) or -1/a; one division for all three
@@ -596,6 +775,7 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
 
     @jit
     def arctan2(y, x):
+        """atan2 with C99 signed-zero/infinity cases, NaN if either input is NaN."""
         ay, ax = abs(y), abs(x)
         swap = ay > ax
         num, den = sel(swap, ax, ay), sel(swap, ay, ax)
@@ -610,7 +790,6 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
         m, s = sel(xneg, F(4) - m, m), sel(xneg, -s, s)
         res = copysign(fma(m, pio4_hi, fma(m, pio4_lo, s * atan_reduced(t))), y)
         return sel((x != x) | (y != y), x + y, res)
-
 
     @jit
     def two_sum(a, b):
@@ -650,6 +829,7 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
 
     @jit
     def power(x, y):
+        """x**y = exp(y*log x) with log in double-double; C99 special cases, odd integer y."""
         ax = abs(x)
         lh, ll = log_dd(ax)
         yh = y * lh
@@ -659,8 +839,12 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
         y_int = rint(y) == y
         hy = half * y
         odd = y_int & (rint(hy) != hy) & (abs(y) < magic)
-        res = sel(ax == zero, sel(y < zero, inf, zero), sel(ax == inf, sel(y < zero, zero, inf), res))
-        res = sel(bits(x) < 0, sel(odd, -res, sel(y_int | (ax == inf) | (ax == zero), res, nan)), res)
+        res = sel(
+            ax == zero, sel(y < zero, inf, zero), sel(ax == inf, sel(y < zero, zero, inf), res)
+        )
+        res = sel(
+            bits(x) < 0, sel(odd, -res, sel(y_int | (ax == inf) | (ax == zero), res, nan)), res
+        )
         res = sel((x != x) | (y != y), x + y, res)
         # C99: pow(1, y) = 1 and pow(x, 0) = 1 even for NaN; pow(-1, +-inf) = 1
         res = sel((ax == one) & (abs(y) == inf), one, res)
@@ -669,13 +853,13 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
     return locals()
 
 
-
 def _pow_f32(pow64):
     """float32 pow through the float64 one: an f32 log/exp pair would lose about
     |y*log(x)| * 2**-24 relative, so the product needs the wider type (as glibc's powf does)."""
 
     @numba.njit(**_JIT)
     def power(x, y):
+        """x**y for float32 through the float64 pow, rounded once to float32."""
         return np.float32(pow64(np.float64(x), np.float64(y)))
 
     return power
@@ -687,9 +871,40 @@ _F32["power"] = _pow_f32(_F64["power"])
 
 # primitive name -> function name in this module's _build (numpy spellings)
 _PRIMS = {
-    "exp": "exp", "expm1": "expm1", "log": "log", "log1p": "log1p", "sin": "sin",
-    "cos": "cos", "tan": "tan", "tanh": "tanh", "sinh": "sinh", "cosh": "cosh", "erf": "erf",
-    "arctan": "arctan", "arctan2": "arctan2", "power": "power",
+    "exp": "exp",
+    "expm1": "expm1",
+    "log": "log",
+    "log1p": "log1p",
+    "sin": "sin",
+    "cos": "cos",
+    "tan": "tan",
+    "tanh": "tanh",
+    "sinh": "sinh",
+    "cosh": "cosh",
+    "erf": "erf",
+    "arctan": "arctan",
+    "arctan2": "arctan2",
+    "power": "power",
+}
+
+#: Max error in ulp measured by tests/test_vmath.py-style sampling (6000+ points per sampler,
+#: mpmath reference): float64 against the correctly rounded result, float32 against the exact
+#: one. Only pow_f32 computes in float64 (see _pow_f32).
+MAX_ULP = {
+    "exp": (1, 0.96),
+    "expm1": (2, 1.62),
+    "log": (1, 0.75),
+    "log1p": (1, 0.75),
+    "sin": (1, 1.33),
+    "cos": (1, 1.17),
+    "tan": (2, 2.59),
+    "tanh": (2, 1.8),
+    "sinh": (3, 3.15),
+    "cosh": (2, 2.69),
+    "erf": (1, 2.2),
+    "arctan": (1, 1.71),
+    "arctan2": (2, 1.73),
+    "power": (1, 0.5),
 }
 
 # other spellings a primitive table may use
@@ -705,8 +920,11 @@ VMATH_SOURCE_NAMES = {p: {"float64": f"{p}_f64", "float32": f"{p}_f32"} for p in
 for _p, _byd in VMATH.items():
     for _d, _fn in _byd.items():
         globals()[VMATH_SOURCE_NAMES[_p][_d]] = _fn
+        _fn.__doc__ = (
+            f"{_fn.py_func.__doc__}\n\n{_d}. Max error measured: "
+            f"{MAX_ULP[_p][0 if _d == 'float64' else 1]} ulp."
+        )
 del _p, _byd, _d, _fn
 for _a, _p in _ALIASES.items():
     VMATH[_a], VMATH_SOURCE_NAMES[_a] = VMATH[_p], VMATH_SOURCE_NAMES[_p]
 del _a, _p
-
