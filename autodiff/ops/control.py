@@ -530,7 +530,10 @@ class GraphFunction:
         finally:
             del self._active[key]
         placeholder.params, placeholder.body, placeholder.outputs = g.params, g.body, g.outputs
-        self.graphs[key] = (placeholder, out_tree2)
+        # A graph traced while another graph function is probing may hold stand-in branches
+        # (mutual recursion): use it for the probe but do not keep it.
+        if not _PROBING[0]:
+            self.graphs[key] = (placeholder, out_tree2)
         return placeholder, out_tree2
 
     def _probe(self, key, tree, avals):
