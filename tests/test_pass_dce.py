@@ -1,0 +1,84 @@
+"""Dead-code elimination: dead nodes go, live and effectful nodes stay, subgraphs too."""
+
+import numpy as np
+from graphgen import check_pass, param_shapes, programs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sciml
+import sciml.numpy as snp
+from autodiff.ir import AbstractValue, Apply, Graph, Var
+from autodiff.passes import dce
+from autodiff.primitives import Primitive
+
+
+def prims(g):
+    return [n.prim.name for n in g.body]
+
+
+def test_dead_nodes_are_removed_and_input_kept():
+    def f(x):
+        dead = snp.exp(x) + 1.0  # noqa: F841
+        return snp.sin(x) * 2.0
+
+    g = sciml.make_graph(f, np.zeros(3))
+    text = str(g)
+    h = dce(g)
+    assert prims(h) == ["sin", "mul"]
+    assert str(g) == text and h is not g
+    x = np.linspace(-1, 1, 3)
+    np.testing.assert_array_equal(sciml.eval_graph(h, x), np.sin(x) * 2.0)
+
+
+def test_dead_code_in_subgraphs_is_removed_but_signatures_kept():
+    def f(x, xs):
+        def body(c, t):
+            unused = snp.cos(t) * c  # noqa: F841
+            return c + t, c * 2.0
+
+        def branch(y):
+            _ = snp.exp(y)
+            return y - 1.0
+
+        c, ys = sciml.scan(body, x, xs)
+        return sciml.cond(c > 0.0, branch, lambda y: y, ys)
+
+    g = sciml.make_graph(f, 0.0, np.zeros(4))
+    h = sciml.verify(dce(g))
+    body = h.body[0].params["body"]
+    assert prims(body) == ["add", "mul"]
+    assert len(body.params) == len(g.body[0].params["body"].params)
+    assert prims(h.body[-1].params["branches"][1]) == ["sub"]  # (false, true)
+    xs = np.array([1.0, -2.0, 3.0, 0.5])
+    np.testing.assert_array_equal(sciml.eval_graph(h, 1.0, xs), sciml.eval_graph(g, 1.0, xs))
+
+
+def test_effect_nodes_are_kept():
+    # A primitive tagged "effect" is built by hand (not declared) so the global table is untouched.
+    log = []
+    record = Primitive("record", lambda x: x, lambda x: log.append(x) or x,
+                       tags=frozenset({"effect"}))
+    x = Var(AbstractValue((), np.float64))
+    out = Var(x.aval)
+    g = Graph([x], [Apply(record, (x,), {}, (out,))], [x], "logs")
+    assert prims(dce(g)) == ["record"]
+
+
+def test_recursive_graph_terminates():
+    @sciml.function
+    def countdown(n):
+        dead = n * 3  # noqa: F841
+        return sciml.cond(n <= 0, lambda: n, lambda: countdown(n - 1))
+
+    g = sciml.make_graph(lambda n: countdown(n), 5)
+    h = sciml.verify(dce(g))
+    callee = h.body[0].params["graph"]
+    assert "mul" not in prims(callee)
+    assert int(sciml.eval_graph(h, 4)) == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(programs(), param_shapes(), st.data())
+def test_dce_preserves_random_graphs(program, shapes, data):
+    g, h = check_pass(dce, program, shapes, data)
+    assert h.count_nodes(deep=False) <= g.count_nodes(deep=False)
