@@ -663,6 +663,21 @@ def _register():
 rint = globals()["rint"]
 _register()
 
+# The linalg and fft namespaces (imported last: they use the functions above).
+from . import fft, linalg  # noqa: E402
+
+
+def _register_submodules():
+    for mod, np_mod in ((linalg, np.linalg), (fft, np.fft)):
+        for n in mod.__all__:
+            if hasattr(np_mod, n):
+                FUNCTION_HANDLERS[getattr(np_mod, n)] = getattr(mod, n)
+    for n in ("svd", "eig", "lstsq", "pinv"):
+        FUNCTION_HANDLERS[getattr(np.linalg, n)] = getattr(linalg, n)
+
+
+_register_submodules()
+
 
 def __getattr__(name):
     if hasattr(np, name):

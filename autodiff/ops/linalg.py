@@ -3,6 +3,8 @@ primitives (solve, cholesky, triangular_solve, qr, eigh)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import dtypes
@@ -274,8 +276,11 @@ def _lu_impl(a):
     if a.size == 0:
         idx = np.zeros(a.shape[:-1], np.int64)
         return np.zeros(a.shape, a.dtype), idx, idx
-    results, batch = _batched(lambda m: scipy.linalg.lu_factor(m, check_finite=False), c,
-                              core_ndims=(2,))
+    with warnings.catch_warnings():
+        # A singular matrix is a valid input (det = 0); scipy warns about its zero pivot.
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        results, batch = _batched(lambda m: scipy.linalg.lu_factor(m, check_finite=False), c,
+                                  core_ndims=(2,))
     lu = np.asarray([r[0] for r in results], c.dtype).reshape(a.shape)
     piv = np.asarray([r[1] for r in results], np.int64).reshape(batch + (n,))
     return lu.astype(a.dtype, copy=False), piv, _permutation(piv)
