@@ -37,8 +37,7 @@ import threading
 
 import numpy as np
 
-from autodiff import dtypes
-from autodiff import lax
+from autodiff import dtypes, lax
 from autodiff.errors import DTypeError, SciMLError
 from autodiff.primitives import PRIMITIVES as P
 from autodiff.pytree import tree_leaves, tree_map

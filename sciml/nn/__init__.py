@@ -9,12 +9,34 @@
 from . import functional, init  # noqa: F401
 from .cell import Buffer, Cell, Parameter, key
 from .layers import (
-    ACTIVATIONS, GELU, AvgPool2d, BatchNorm, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, Dense,
-    Dropout, Embedding, Flatten, LayerNorm, MaxPool2d, ReLU, SequentialCell, SiLU, Sigmoid,
-    Softplus, Tanh, get_activation,
+    ACTIVATIONS,
+    GELU,
+    AvgPool2d,
+    BatchNorm,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    LayerNorm,
+    MaxPool2d,
+    ReLU,
+    SequentialCell,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+    get_activation,
 )
 from .losses import (
-    BCEWithLogitsLoss, MSELoss, SigmoidCrossEntropy, SmoothL1Loss, SoftmaxCrossEntropy,
+    BCEWithLogitsLoss,
+    MSELoss,
+    SigmoidCrossEntropy,
+    SmoothL1Loss,
+    SoftmaxCrossEntropy,
     SoftmaxCrossEntropyWithLogits,
 )
 
