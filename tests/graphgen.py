@@ -2,11 +2,11 @@
 
 A program is a list of instructions over a pool of values (the parameters first). Each
 instruction appends one value: an elementwise unary or binary op, an op with a special constant
-(0, -0.0, 1, NaN, Inf, ...), a constant expression, a reduction, a broadcast, a reshape or transpose pair, a select, a call of a
-graph function, a cond, or a repeat of an earlier instruction (a common subexpression). Only
-some values are returned, so the rest is dead code. ``trace(program)`` gives the graph,
-``inputs(draw)`` arrays with special values, and ``assert_same`` compares results bit for bit
-(NaN positions equal, the sign of zero included).
+(0, -0.0, 1, NaN, Inf, ...), a traced constant expression, a reduction, a broadcast, a reshape
+or transpose pair, a select, a call of a graph function, a cond, or a repeat of an earlier
+instruction (a common subexpression). Only some values are returned, so the rest is dead code.
+``trace(program)`` gives the graph, ``arrays(shape)`` inputs with special values, and
+``assert_same`` compares results bit for bit (NaN positions equal, the sign of zero included).
 """
 
 from __future__ import annotations
