@@ -2,7 +2,7 @@
 
 The whole pipeline is ``compile_graph``, one named call per stage::
 
-    trace -> verify -> fuse -> lower -> print -> compile -> plan
+    trace -> verify -> passes -> fuse -> lower -> print -> compile -> plan
 
 Each stage is timed (``Compiled.timings``) and can be dumped by naming it in ``SCIML_DEBUG``
 (comma separated, or ``all``): ``SCIML_DEBUG=fuse,source python prog.py``.
@@ -30,6 +30,7 @@ import numpy as np
 import autodiff.lax  # noqa: F401  (attaches the Tracer operators)
 from autodiff.errors import ArityError, UnsupportedError
 from autodiff.ir import Graph
+from autodiff.passes import optimize
 from autodiff.pytree import tree_flatten, tree_unflatten
 from autodiff.trace import abstractify, make_graph
 from autodiff.verify import verify
@@ -131,12 +132,15 @@ class Compiled:
 
 
 def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = False) -> Compiled:
-    """trace -> verify -> fuse -> lower -> print -> compile -> plan, each stage timed."""
+    """trace -> verify -> passes -> fuse -> lower -> print -> compile -> plan, each stage timed."""
     tgt = target(backend)
     timer = _Timer()
     # verify: the traced graph is well formed before anything is built from it
     timer("verify", verify, graph)
     _dump("graph", graph)
+    # passes: inline, fold, simplify, CSE, DCE to a fixed point (Graph -> Graph)
+    graph = timer("passes", optimize, graph)
+    _dump("passes", graph)
     # [Graph] -> [Cluster | Library]: which nodes share a pass over memory
     groups = timer("fuse", fuse, graph, tgt.can_fuse)
     _dump("fuse", "\n".join(map(str, groups)))
