@@ -136,7 +136,9 @@ def assert_same(got, want):
     for g, w in zip(got, want):
         g, w = np.asarray(g), np.asarray(w)
         assert g.dtype == w.dtype and g.shape == w.shape, (g, w)
-        if np.issubdtype(w.dtype, np.floating):
+        if np.iscomplexobj(w):
+            assert_same([g.real, g.imag], [w.real, w.imag])
+        elif w.dtype.kind in "fV":  # "V": bfloat16 and the other ml_dtypes floats
             nan = np.isnan(w)
             assert np.array_equal(np.isnan(g), nan), (g, w)
             assert np.array_equal(g[~nan], w[~nan]), (g, w)

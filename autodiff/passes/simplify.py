@@ -3,7 +3,9 @@
 Each rule sees one node (with its inputs already rewritten) and returns the atom that replaces
 its output, a replacement node, or None. A node is only replaced by an atom whose abstract value
 (shape, dtype, weak flag) equals the node's output, so broadcasting ``x * ones((3, 3))`` with a
-smaller ``x`` is left alone. The rules, and why each is exact:
+smaller ``x`` is left alone, and so is ``x * 1.0`` on a weakly typed ``x`` (a Python-scalar
+argument), whose product is strongly typed: the graph's result types never change.
+The rules, and why each is exact:
 
 - ``x * 1``, ``1 * x``, ``x / 1`` -> ``x`` for real floats, integers and booleans (IEEE: exact,
   NaN stays NaN, -0.0 stays -0.0). Not for complex: ``(a + inf j) * 1`` gives ``nan``.
@@ -15,8 +17,9 @@ smaller ``x`` is left alone. The rules, and why each is exact:
 - ``neg(neg x)`` -> ``x``; ``rev(rev(x, a), a)`` -> ``x``.
 - ``convert`` to the same dtype, ``reshape`` to the same shape, ``transpose`` by the identity,
   ``broadcast_in_dim`` to the same shape, ``slice`` of the whole array, ``pad`` by zero,
-  ``shift`` by zero, ``rev`` of no axes, ``concatenate`` of one array, a reduction over no
-  axes, ``integer_pow[y=1]`` -> the operand.
+  ``shift`` by zero, ``rev`` of no axes, ``concatenate`` of one array, ``reduce_prod``/
+  ``reduce_max``/``reduce_min`` over no axes, ``integer_pow[y=1]`` -> the operand. Not
+  ``reduce_sum`` over no axes: numpy adds the element to +0.0, so -0.0 comes out as +0.0.
 - ``reshape(reshape x)`` -> one ``reshape``; ``transpose(transpose x)`` -> one ``transpose``
   with the composed permutation (the inner node is left to ``dce``).
 - ``select(c, a, b)`` with a constant all-true (all-false) predicate -> ``a`` (``b``).
@@ -285,7 +288,6 @@ RULES = {
     "shift": _identity_if(lambda n: all(o == 0 for o in n.params["offset"])),
     "rev": _rev,
     "concatenate": _concatenate,
-    "reduce_sum": _no_axes,
     "reduce_prod": _no_axes,
     "reduce_max": _no_axes,
     "reduce_min": _no_axes,
