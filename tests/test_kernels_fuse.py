@@ -1,0 +1,189 @@
+"""Fusion: kernel and temporary counts for known programs, random fused programs vs the
+interpreter, buffer reuse, errors."""
+
+from __future__ import annotations
+
+import doctest
+
+import graphgen
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sciml
+import sciml.numpy as snp
+from autodiff.errors import UnsupportedError
+from autodiff.interpret import eval_graph, eval_graph_flat
+from kernels import cpu, fuse, jit, loopir, lower, templates
+from kernels.jit import jit as kjit
+
+
+def chain(x, y):
+    return np.exp(-x * x) * np.sin(3.0 * x) + 0.5 * np.tanh(y)
+
+
+def test_elementwise_chain_is_one_kernel_without_temporaries():
+    x = np.linspace(-2, 2, 1000)
+    c = kjit(chain).lower(x, x)
+    assert c.count_kernels() == 1
+    assert c.temporaries() == 0
+    assert "np.empty" not in c.sources[0]  # no temporary arrays inside the kernel either
+    np.testing.assert_allclose(kjit(chain)(x, x), chain(x, x), rtol=1e-13)
+
+
+def test_reduction_is_an_epilogue():
+    def f(x):
+        y = np.sin(x) * 2.0 + 1.0
+        return (y * y).sum(), y.max()
+
+    x = np.linspace(0, 3, 50000)
+    c = kjit(f).lower(x)
+    assert c.count_kernels() == 1 and c.temporaries() == 0
+    got = kjit(f)(x)
+    np.testing.assert_allclose(got[0], f(x)[0], rtol=1e-12)
+    assert got[1] == f(x)[1]
+
+
+def heat(u, c):
+    lap = sum(snp.shift(u, off, boundary="zero") for off in
+              ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)))
+    return u + c * (lap - 6.0 * u)
+
+
+def test_stencil_fuses_with_the_elementwise_work():
+    u = np.random.default_rng(0).random((6, 7, 8))
+    c = kjit(heat).lower(u, 0.1)
+    assert c.count_kernels() == 1 and c.temporaries() == 0
+    np.testing.assert_allclose(kjit(heat)(u, 0.1), sciml.eval_graph(
+        sciml.make_graph(heat, u, 0.1), u, 0.1), rtol=1e-13)
+
+
+def test_stencil_of_a_computed_value_needs_a_second_kernel():
+    def f(u):
+        v = np.sin(u)
+        return snp.shift(v, (1,), boundary="periodic") - v
+
+    u = np.linspace(0, 1, 9)
+    c = kjit(f).lower(u)
+    assert c.count_kernels() == 2 and c.temporaries() == 1
+    np.testing.assert_allclose(kjit(f)(u), np.roll(np.sin(u), -1) - np.sin(u), rtol=1e-13)
+
+
+def test_library_node_splits_and_fuses_around_it():
+    def f(a, b):
+        return np.tanh((np.exp(a) * 2.0) @ b + 1.0)
+
+    a, b = np.random.default_rng(1).random((2, 4, 4))
+    c = kjit(f).lower(a, b)
+    kinds = [type(g).__name__ for g in c.groups]
+    assert kinds == ["Cluster", "Library", "Cluster"]
+    np.testing.assert_allclose(kjit(f)(a, b), f(a, b), rtol=1e-13)
+
+
+def test_buffers_are_reused_between_kernels():
+    def f(u):
+        for _ in range(4):
+            u = snp.shift(np.sin(u), (1,), boundary="periodic")
+        return u
+
+    u = np.linspace(0, 1, 1000)
+    c = kjit(f).lower(u)
+    # sin | shift sin | shift sin | shift sin | shift: each stencil read starts a kernel
+    assert c.count_kernels() == 5 and c.temporaries() == 4
+    # four intermediates of 8000 bytes, but only two live at once
+    assert c.plan.buffer_bytes == 2 * 8000
+    np.testing.assert_allclose(kjit(f)(u), f(u), rtol=1e-13)
+
+
+def test_reuse_outputs_returns_plan_owned_arrays():
+    f = kjit(lambda x: x * 2.0, reuse_outputs=True)
+    a = f(np.ones(3))
+    b = f(np.full(3, 2.0))
+    assert np.shares_memory(a, b) and a[0] == 4.0
+    g = kjit(lambda x: x * 2.0)
+    assert not np.shares_memory(g(np.ones(3)), g(np.ones(3)))
+
+
+def test_control_flow_bodies_are_compiled():
+    def f(u):
+        return sciml.fori_loop(0, 5, lambda i, v: v + 0.1 * (snp.shift(v, (1,), "periodic") - v),
+                               u)
+
+    u = np.sin(np.linspace(0, 6, 32))
+    np.testing.assert_allclose(kjit(f)(u), eval_graph(sciml.make_graph(f, u), u), rtol=1e-13)
+
+
+def test_decorator_and_signature_cache():
+    @kjit
+    def f(x):
+        return x + 1
+
+    f(np.zeros(3))
+    f(np.ones(3))
+    f(np.zeros(4, np.float32))
+    assert len(f.compiled) == 2
+    assert f(np.zeros(2, np.int32)).dtype == np.int32
+
+
+def test_unavailable_backends_raise_before_running():
+    with pytest.raises(UnsupportedError, match="backend 'tpu'"):
+        kjit(chain, backend="tpu")
+    for b in ("gpu", "npu"):
+        try:
+            jit.target(b)
+        except UnsupportedError as e:
+            assert repr(b) in str(e)
+
+
+def test_missing_template_is_a_clear_error():
+    with pytest.raises(UnsupportedError, match="no template for frobnicate at dtype int8"):
+        templates.render(cpu.TABLE, "frobnicate", ["x"], {}, "int8")
+
+
+SETTINGS = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@SETTINGS
+@given(graphgen.programs(), graphgen.param_shapes(), st.data())
+def test_random_programs_match_the_interpreter(program, shapes, data):
+    g = graphgen.trace(program, shapes)
+    xs = [data.draw(graphgen.arrays(s)) for s in shapes]
+    want = eval_graph_flat(g, xs)
+    got = jit.compile_graph(g).plan(xs)
+    for a, b in zip(got, want):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["float64", "float32"]), st.lists(st.sampled_from(
+    ["sin", "exp", "tanh", "mul", "add", "shift", "sum", "max"]), min_size=1, max_size=6))
+def test_random_chains_in_single_precision(dtype, ops):
+    def f(x):
+        y = x
+        for op in ops:
+            if op in ("sin", "exp", "tanh"):
+                y = getattr(np, op)(y * 0.5)
+            elif op == "mul":
+                y = y * x
+            elif op == "add":
+                y = y + 1.5
+            elif op == "shift":
+                y = snp.shift(y, (1, -1), boundary="edge")
+            else:
+                y = y + (y.sum(axis=1, keepdims=True) if op == "sum" else y.max())
+        return y
+
+    x = np.random.default_rng(2).uniform(-1, 1, (7, 9)).astype(dtype)
+    want = eval_graph(sciml.make_graph(f, x), x)
+    got = kjit(f)(x)
+    assert got.dtype == want.dtype
+    rtol = 1e-12 if dtype == "float64" else 2e-5
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("module", [fuse, loopir, lower, cpu, templates, jit])
+def test_docstrings_run(module):
+    assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
