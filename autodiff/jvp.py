@@ -494,6 +494,146 @@ def _dot_general(primals, tangents, **params):
 
 
 # ---------------------------------------------------------------------------------------------
+# FFT (linear) and dense linear algebra
+
+
+for _n in ("fft", "ifft", "rfft", "irfft"):
+    JVP_RULES[_n] = _linear_unary(_n)
+
+
+def mT(x):
+    """Swap the last two axes."""
+    nd = aval_of(x).ndim
+    return bind(P["transpose"], x, permutation=tuple(range(nd - 2)) + (nd - 1, nd - 2))
+
+
+def mH(x):
+    """Conjugate transpose (plain transpose for real dtypes)."""
+    y = mT(x)
+    return L.unary("conj", y) if dtypes.is_complex(aval_of(x).dtype) else y
+
+
+def tri_mask(n, k=0, lower=True, dtype=np.float64, diag=1.0):
+    """Mask of the lower (upper) triangle, offset k; ``diag`` scales the main diagonal."""
+    m = np.tril(np.ones((n, n)), k) if lower else np.triu(np.ones((n, n)), k)
+    if k == 0:
+        m[np.diag_indices(n)] = diag
+    return m.astype(dtype)
+
+
+def _sym_from_triangle(t, lower):
+    """The Hermitian matrix a routine sees when it reads only one triangle of ``t``."""
+    a = aval_of(t)
+    n = a.shape[-1]
+    part = L.mul(t, tri_mask(n, 0, lower, a.dtype))
+    strict = L.mul(t, tri_mask(n, -1 if lower else 1, lower, a.dtype))
+    return L.add(part, mH(strict))
+
+
+@defjvp("solve")
+def _solve(primals, tangents):
+    (a, b), (ta, tb) = primals, tangents
+    x = bind(P["solve"], a, b)
+    rhs = add_tangents(tb, None if ta is None else L.neg(L.matmul(ta, x)))
+    return x, bind(P["solve"], a, rhs)
+
+
+def _op(a, transpose_a, conjugate_a):
+    if transpose_a:
+        a = mT(a)
+    if conjugate_a and dtypes.is_complex(aval_of(a).dtype):
+        a = L.unary("conj", a)
+    return a
+
+
+@defjvp("triangular_solve")
+def _triangular_solve(primals, tangents, **params):
+    (a, b), (ta, tb) = primals, tangents
+    x = bind(P["triangular_solve"], a, b, **params)
+    rhs = tb
+    if ta is not None:
+        n = aval_of(a).shape[-1]
+        k = (-1 if params.get("lower", True) else 1) if params.get("unit_diagonal") else 0
+        da = L.mul(ta, tri_mask(n, k, params.get("lower", True), aval_of(a).dtype))
+        opda = _op(da, params.get("transpose_a", False), params.get("conjugate_a", False))
+        prod = L.matmul(opda, x) if params.get("left_side", True) else L.matmul(x, opda)
+        rhs = add_tangents(rhs, L.neg(prod))
+    return x, bind(P["triangular_solve"], a, rhs, **params)
+
+
+@defjvp("cholesky")
+def _cholesky(primals, tangents):
+    (a,), (t,) = primals, tangents
+    low = bind(P["cholesky"], a)
+    n, d = aval_of(a).shape[-1], aval_of(a).dtype
+    da = _sym_from_triangle(t, True)
+    tmp = bind(P["triangular_solve"], low, da, lower=True)
+    x = bind(P["triangular_solve"], low, tmp, lower=True, left_side=False, transpose_a=True,
+             conjugate_a=True)
+    # dL = L Phi(L^-1 dA L^-H), Phi = strictly lower part plus half the diagonal.
+    phi = L.mul(x, tri_mask(n, 0, True, d, diag=0.5))
+    return low, L.matmul(low, phi)
+
+
+@defjvp("eigh")
+def _eigh(primals, tangents, *, lower=True):
+    (a,), (t,) = primals, tangents
+    w, v = bind(P["eigh"], a, lower=lower)
+    n, d = aval_of(a).shape[-1], aval_of(a).dtype
+    eye = np.eye(n, dtype=bool)
+    vdv = L.matmul(L.matmul(mH(v), _sym_from_triangle(t, lower)), v)
+    dw = bind(P["reduce_sum"], L.mul(vdv, np.eye(n, dtype=d)), axes=(aval_of(vdv).ndim - 1,),
+              keepdims=False)
+    if dtypes.is_complex(d):
+        dw = L.unary("real", dw)
+    # F_ij = 1 / (w_j - w_i) off the diagonal (infinite for repeated eigenvalues, as in JAX).
+    gap = L.sub(L.expand_dims(w, -2), L.expand_dims(w, -1))
+    f = L.where(eye, 0.0, L.div(1.0, L.where(eye, 1.0, gap)))
+    dv = L.matmul(v, L.mul(vdv, L.convert_element_type(f, d)))
+    return [w, v], [dw, dv]
+
+
+@defjvp("qr")
+def _qr(primals, tangents, *, full_matrices=False):
+    (a,), (t,) = primals, tangents
+    q, r = bind(P["qr"], a, full_matrices=full_matrices)
+    m, n = aval_of(a).shape[-2:]
+    if m < n or (full_matrices and m != n):
+        raise UnsupportedError(f"jvp of qr: only m >= n with reduced matrices is supported, "
+                               f"got a of shape {aval_of(a).shape} (full_matrices="
+                               f"{full_matrices})")
+    d = aval_of(a).dtype
+    dx_rinv = bind(P["triangular_solve"], r, t, lower=False, left_side=False)
+    qt = L.matmul(mH(q), dx_rinv)
+    low = L.mul(qt, tri_mask(n, -1, True, d))
+    do = L.sub(low, mH(low))
+    if dtypes.is_complex(d):
+        # Q is fixed up to a phase per column: take the imaginary diagonal into do.
+        do = L.add(do, L.mul(L.sub(qt, L.convert_element_type(L.unary("real", qt), d)),
+                             np.eye(n, dtype=d)))
+    dq = L.add(L.matmul(q, L.sub(do, qt)), dx_rinv)
+    dr = L.matmul(L.sub(qt, do), r)
+    return [q, r], [dq, dr]
+
+
+@defjvp("lu")
+def _lu(primals, tangents):
+    (a,), (t,) = primals, tangents
+    lu, piv, perm = bind(P["lu"], a)
+    shape, d = aval_of(a).shape, aval_of(a).dtype
+    n = shape[-1]
+    rows = L.broadcast_to(L.expand_dims(perm, -1), shape)
+    tp = take_along_axis(t, rows, len(shape) - 2)  # rows of dA in pivot order
+    low = L.add(L.mul(lu, tri_mask(n, -1, True, d)), np.eye(n, dtype=d))
+    up = L.mul(lu, tri_mask(n, 0, False, d))
+    tmp = bind(P["triangular_solve"], low, tp, lower=True, unit_diagonal=True)
+    x = bind(P["triangular_solve"], up, tmp, lower=False, left_side=False)
+    dl = L.matmul(low, L.mul(x, tri_mask(n, -1, True, d)))
+    du = L.matmul(L.mul(x, tri_mask(n, 0, False, d)), up)
+    return [lu, piv, perm], [L.add(dl, du), None, None]
+
+
+# ---------------------------------------------------------------------------------------------
 # Control flow: the JVP of a node holding subgraphs holds the JVP of the subgraphs.
 
 

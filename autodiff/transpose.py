@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import dtypes
 from . import lax as L
 from .errors import NotDifferentiableError, UnsupportedError
 from .ir import Apply, Const, Graph, Var
@@ -791,3 +792,64 @@ def _t_scan(cts, *args, body, length, num_carry, num_xs, reverse=False):
     ct_init, ct_k, ct_x = res[:nc], iter(res[nc:nc + n_acc]), iter(res[nc + n_acc:])
     return (list(ct_init) + [next(ct_x) if m else None for m in x_lin]
             + [next(ct_k) if m else None for m in k_lin])
+
+
+# ---------------------------------------------------------------------------------------------
+# FFT and linear solves (transpose = the bilinear transpose, no conjugation, as in JAX)
+
+
+def _t_fft_like(name):
+    def rule(ct, x, *, axes):
+        return [bind(P[name], ct, axes=axes)]
+
+    return rule
+
+
+TRANSPOSE_RULES["fft"] = _t_fft_like("fft")  # the DFT matrix is symmetric
+TRANSPOSE_RULES["ifft"] = _t_fft_like("ifft")
+
+
+@deftranspose("rfft")
+def _t_rfft(ct, x, *, axes):
+    # <ct, rfft(x)> = Re sum_k ct_k sum_j x_j w^jk: pad ct to full length, fft, real part.
+    n, last = x.aval.shape[axes[-1]], axes[-1]
+    m = L.aval(ct).shape[last]
+    pw = tuple((0, n - m) if i == last else (0, 0) for i in range(x.aval.ndim))
+    full = bind(P["pad"], ct, pad_width=pw, mode="constant", value=0.0)
+    return [L.convert_element_type(L.unary("real", bind(P["fft"], full, axes=axes)),
+                                   x.aval.dtype)]
+
+
+@deftranspose("irfft")
+def _t_irfft(ct, x, *, axes, n):
+    # irfft weighs interior frequencies twice (Hermitian symmetry): z_k = w_k conj(rfft(ct))/N.
+    last = axes[-1]
+    m = x.aval.shape[last]
+    w = np.full(m, 2.0)
+    w[0] = 1.0
+    if n % 2 == 0:
+        w[-1] = 1.0
+    total = float(np.prod([x.aval.shape[a] for a in axes[:-1]]) * n)
+    shape = [1] * x.aval.ndim
+    shape[last] = m
+    w = (w / total).reshape(shape).astype(dtypes.real_dtype(x.aval.dtype))
+    z = L.unary("conj", bind(P["rfft"], ct, axes=axes))
+    return [L.mul(z, w.astype(x.aval.dtype))]
+
+
+@deftranspose("solve")
+def _t_solve(ct, a, b):
+    if is_linear(a):
+        raise NotDifferentiableError("transpose: solve with a tangent coefficient matrix")
+    from .jvp import mT
+
+    return [None, bind(P["solve"], mT(a), ct)]
+
+
+@deftranspose("triangular_solve")
+def _t_triangular_solve(ct, a, b, **params):
+    if is_linear(a):
+        raise NotDifferentiableError("transpose: triangular_solve with a tangent matrix")
+    # op(a)^-1 transposed is op(a)^-T: flip transpose_a, keep the side and the conjugation.
+    p = dict(params, transpose_a=not params.get("transpose_a", False))
+    return [None, bind(P["triangular_solve"], a, ct, **p)]
