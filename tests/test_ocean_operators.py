@@ -5,8 +5,32 @@ import pytest
 import scipy.linalg
 
 from sciml.ocean import (
-    AXB, AXF, AYB, AYF, AZB, AZF, DXB, DXF, DYB, DYF, DZB, DZF, T, U, V, W,
-    Grid, csum_z, dxb, dxf, dyb, dyf, dzb, dzf, sum_z, thomas,
+    AXB,
+    AXF,
+    AYB,
+    AYF,
+    AZB,
+    AZF,
+    DXB,
+    DXF,
+    DYB,
+    DYF,
+    DZB,
+    DZF,
+    Grid,
+    T,
+    U,
+    V,
+    W,
+    csum_z,
+    dxb,
+    dxf,
+    dyb,
+    dyf,
+    dzb,
+    dzf,
+    sum_z,
+    thomas,
 )
 
 A3 = np.arange(24, dtype=float).reshape(2, 3, 4) ** 1.5  # [k, j, i]
