@@ -39,6 +39,7 @@ from .losses import (
     SoftmaxCrossEntropy,
     SoftmaxCrossEntropyWithLogits,
 )
+from .train import TrainOneStep, compiled, grad, value_and_grad
 
 __all__ = [
     "ACTIVATIONS", "AvgPool2d", "BCEWithLogitsLoss", "BatchNorm", "BatchNorm1d", "BatchNorm2d",
@@ -46,5 +47,5 @@ __all__ = [
     "LayerNorm", "MSELoss", "MaxPool2d", "Parameter", "ReLU", "SequentialCell", "SiLU",
     "Sigmoid", "SigmoidCrossEntropy", "SmoothL1Loss", "SoftmaxCrossEntropy",
     "SoftmaxCrossEntropyWithLogits", "Softplus", "Tanh", "functional", "get_activation", "init",
-    "key",
+    "key", "TrainOneStep", "compiled", "grad", "value_and_grad",
 ]
