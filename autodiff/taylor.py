@@ -173,7 +173,8 @@ def s_sqrt(a):
     y = [bind(P["sqrt"], a[0])]
     half_inv = bind(P["div"], _const(0.5, y[0]), y[0])
     for k in range(1, len(a)):
-        y.append(mul(sub(a[k], cauchy(y, y, k - 1, lo=1) if k > 1 else None), half_inv))
+        inner = total(mul(y[i], y[k - i]) for i in range(1, k))
+        y.append(mul(sub(a[k], inner), half_inv))
     return y
 
 
@@ -773,7 +774,11 @@ def _check_series(p_avals, s_lists):
     for i, (a, s) in enumerate(zip(p_avals, s_lists)):
         for k, c in enumerate(s):
             ca = abstractify(c)
-            if np.broadcast_shapes(ca.shape, a.shape) != a.shape:
+            try:
+                fits = np.broadcast_shapes(ca.shape, a.shape) == a.shape
+            except ValueError:
+                fits = False
+            if not fits:
                 raise ShapeError(f"jet: series term {k + 1} of argument {i} has shape {ca.shape},"
                                  f" the primal has shape {a.shape}")
 
