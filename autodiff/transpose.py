@@ -400,7 +400,9 @@ def _t_real(ct, x):
 
 @deftranspose("imag")
 def _t_imag(ct, x):
-    # imag(x) = Re(-i x): the transpose maps ct to -i ct.
+    # imag(x) = Re(-i x): the transpose maps ct to -i ct (and to zero for real x).
+    if not dtypes.is_complex(x.aval.dtype):
+        return [np.zeros(x.aval.shape, x.aval.dtype)]
     c = bind(P["convert"], ct, new_dtype=x.aval.dtype)
     return [L.mul(c, np.asarray(-1j, x.aval.dtype))]
 
