@@ -55,7 +55,7 @@ def make_optimizer(name, steps_per_epoch=1):
     if name == "momentum":
         return optim.Momentum(0.05, 0.9, nesterov=True)
     if name == "thor":
-        return optim.THOR(0.05, 0.9, damping=0.03, frequency=10)
+        return optim.THOR(0.02, 0.9, damping=0.1, frequency=10)
     raise ValueError(f"unknown optimizer {name!r}")
 
 

@@ -235,3 +235,89 @@ def clip_by_global_norm(grads, max_norm):
     n = global_norm(grads)
     scale = snp.minimum(1.0, max_norm / (n + 1e-12))
     return tree_map(lambda g: g * _like(scale, g), grads)
+
+
+# ---------------------------------------------------------------------------------------------
+# THOR: Kronecker-factored curvature
+
+
+class _Taps:
+    """What a tapped forward pass records: layer inputs (``acts``) and the zero ``probes``
+    added to layer outputs, both keyed by ``id(cell)``."""
+
+    def __init__(self, probes):
+        self.probes, self.acts = probes, {}
+
+
+def _curvature_layers(net):
+    """(dotted prefix, cell) of every Dense and Conv layer of ``net``."""
+    from .nn.layers import Dense, _Conv
+
+    return [(p, c) for p, c in net.named_cells() if isinstance(c, (Dense, _Conv))]
+
+
+class THOR(Momentum):
+    """K-FAC-style second-order optimizer for networks of Dense/Conv layers (see module doc).
+
+    ``update`` preconditions each layer's [W b] gradient with the stored inverses
+    ``G^-1 dW A^-1`` and then applies momentum; other parameters get plain momentum. The
+    inverses come from ``refresh(state, factors)``; ``THOR.train_step(net, loss)`` runs a
+    tapped step every ``frequency`` steps to measure the factors and an ordinary one otherwise.
+    ``damping`` (lambda) is split as sqrt(lambda) on each factor.
+    """
+
+    def __init__(self, lr=0.05, momentum=0.9, damping=0.03, frequency=10, decay=0.95,
+                 weight_decay=0.0, nesterov=False):
+        super().__init__(lr, momentum, nesterov, weight_decay)
+        self.damping, self.frequency, self.decay = damping, int(frequency), decay
+
+    def init(self, params):
+        return {**super().init(params), "inv": {}, "factors": {}}
+
+    def update(self, grads, state, params):
+        grads = dict(grads)
+        for prefix, (ainv, ginv) in state["inv"].items():
+            grads.update(self._precondition(grads, prefix, ainv, ginv))
+        new, mstate = super().update(grads, {"step": state["step"], "v": state["v"]}, params)
+        return new, {**state, **mstate}
+
+    @staticmethod
+    def _precondition(grads, prefix, ainv, ginv):
+        w = grads[prefix + "weight"]
+        o = abstractify(w).shape[0]
+        cols = [snp.reshape(w, (o, -1))]
+        has_bias = prefix + "bias" in grads
+        if has_bias:
+            cols.append(snp.reshape(grads[prefix + "bias"], (o, 1)))
+        gw = snp.concatenate(cols, axis=1) if has_bias else cols[0]
+        d = snp.matmul(snp.matmul(_like(ginv, gw), gw), _like(ainv, gw))
+        out = {prefix + "weight": snp.reshape(d[:, :d.shape[1] - has_bias], abstractify(w).shape)}
+        if has_bias:
+            out[prefix + "bias"] = d[:, -1]
+        return out
+
+    def refresh(self, state, factors):
+        """New state with the factors averaged in (exponential decay) and inverted (float64)."""
+        avg, inv = dict(state["factors"]), {}
+        for prefix, (a, g) in factors.items():
+            a, g = np.asarray(a, np.float64), np.asarray(g, np.float64)
+            if prefix in avg:
+                a = self.decay * avg[prefix][0] + (1 - self.decay) * a
+                g = self.decay * avg[prefix][1] + (1 - self.decay) * g
+            avg[prefix] = (a, g)
+            inv[prefix] = (self._inverse(a), self._inverse(g))
+        return {**state, "factors": avg, "inv": inv}
+
+    def _inverse(self, m):
+        eye = np.eye(len(m))
+        reg = m + np.sqrt(self.damping) * eye
+        import scipy.linalg
+
+        c = scipy.linalg.cho_factor(reg)
+        return scipy.linalg.cho_solve(c, eye).astype(np.float32)
+
+    def train_step(self, net, loss, policy=None):
+        """A training step object (``init``, ``__call__``, ``predict``) for ``net``."""
+        from .nn.thor import THORStep
+
+        return THORStep(net, loss, self, policy)

@@ -230,17 +230,19 @@ class Cell:
     def bprop(self, *args, out, dout):  # pragma: no cover - placeholder that marks "absent"
         raise NotImplementedError
 
-    def apply(self, params, *args, buffers=None, training=None, key=None, **kwargs):
+    def apply(self, params, *args, buffers=None, training=None, key=None, taps=None, **kwargs):
         """Pure call: ``(output, new_buffers)`` with ``params``/``buffers`` substituted.
 
         ``params`` and ``buffers`` are dicts as returned by ``parameters()``/``buffers()``
         (missing buffers keep their stored values); ``training`` overrides ``set_train``;
-        ``key`` feeds random layers (Dropout).
+        ``key`` feeds random layers (Dropout); ``taps`` lets a curvature optimizer observe
+        the Dense/Conv layers (see ``sciml.optim.THOR``).
         """
         values, slots = self._bind(params, "_params", "params")
         bvals, bslots = self._bind(buffers or {}, "_buffers", "buffers")
         values.update(bvals)
         with _push(_Scope(values, training, key)) as sc:
+            sc.taps = taps
             out = self(*args, **kwargs)
         new = {k: sc.new_buffers.get(slot, v) for k, (slot, v) in self._buffer_slots(
             buffers).items()}
