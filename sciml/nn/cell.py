@@ -78,9 +78,10 @@ def _push(scope):
 class Cell:
     """Base class of all layers; subclasses define ``__init__`` and ``construct``.
 
-    A subclass may also define ``bprop(self, *inputs, out, dout)`` returning the cotangents of
-    the inputs (a tuple): it replaces the automatic backward pass of ``construct``. Cells with a
-    ``bprop`` may not own parameters (their gradient would be undefined).
+    A subclass may also define ``bprop(self, *inputs, out, dout)`` (all positional, as in
+    MindSpore) returning the cotangents of the inputs as a tuple: it replaces the automatic
+    backward pass of ``construct`` (see ``sciml.nn.bprop``). Cells with a ``bprop`` may not own
+    parameters (their gradient would be undefined).
     """
 
     def __init__(self):
@@ -227,7 +228,7 @@ class Cell:
             return call_with_bprop(self, args, kwargs)
         return self.construct(*args, **kwargs)
 
-    def bprop(self, *args, out, dout):  # pragma: no cover - placeholder that marks "absent"
+    def bprop(self, *args):  # pragma: no cover - the base class marks "no bprop"
         raise NotImplementedError
 
     def apply(self, params, *args, buffers=None, training=None, key=None, taps=None, **kwargs):
