@@ -215,13 +215,14 @@ class _SubPlans:
 
     def __init__(self, backend):
         self.backend = backend
-        self.plans: dict[int, Plan] = {}
+        self.plans: dict = {}
 
-    def __call__(self, g: Graph, args) -> list:
-        plan = self.plans.get(id(g))
+    def __call__(self, g: Graph, args, slot=None) -> list:
+        """Run ``g``; ``slot`` 0/1 picks one of two plans that own their outputs (ping-pong)."""
+        plan = self.plans.get((id(g), slot))
         if plan is None:
-            plan = compile_graph(g, self.backend).plan
-            self.plans[id(g)] = plan
+            plan = compile_graph(g, self.backend, reuse_outputs=slot is not None).plan
+            self.plans[(id(g), slot)] = plan
         return plan([np.asarray(a) for a in args])
 
 
@@ -244,10 +245,13 @@ def _fori_runner(node, sub):
     body, n = node.params["body"], node.params["num_carry"]
 
     def run(lower_, upper, *args):
+        # Two plans owning their outputs alternate, so that steps allocate nothing: step i
+        # reads the buffers step i-1 wrote and writes the other plan's buffers.
         carry, caps = list(args[:n]), list(args[n:])
-        for i in range(int(lower_), int(upper)):
-            carry = sub(body, [np.asarray(i, lower_.dtype)] + carry + caps)
-        return tuple(carry)
+        steps = range(int(lower_), int(upper))
+        for i in steps:
+            carry = sub(body, [np.asarray(i, lower_.dtype)] + carry + caps, slot=i % 2)
+        return tuple(np.copy(c) for c in carry) if len(steps) else tuple(carry)
 
     return run
 

@@ -34,8 +34,8 @@ class KernelStep:
 
     def run(self, env):
         args = [_kernel_arg(_get(env, a), b) for a, b in zip(self.inputs, self.kernel.inputs)]
-        outs = [buf if buf is not None else _empty(b) for buf, b in
-                zip(self.buffers, self.kernel.outputs)]
+        outs = [buf if buf is not None and not _overlaps(buf, args) else _empty(b)
+                for buf, b in zip(self.buffers, self.kernel.outputs)]
         self.fn(*args, *outs)
         for v, o in zip(self.outputs, outs):
             env[v.id] = _from_kernel(o, v.aval)
@@ -61,6 +61,7 @@ class Plan:
     def __init__(self, graph: Graph, groups: list, kernels: dict, fns: dict, runner_for,
                  reuse_outputs: bool = False):
         self.graph = graph
+        self.reuse_outputs = reuse_outputs
         self.steps = []
         for g in groups:
             if isinstance(g, Cluster):
@@ -79,10 +80,18 @@ class Plan:
     def _output(self, o, env):
         if isinstance(o, Const):
             return o.value.copy()
+        if self.reuse_outputs and any(o is p for p in self.graph.params):
+            return np.copy(env[o.id])  # an argument passed through must not alias plan buffers
         return env[o.id]
 
     def count_kernels(self) -> int:
         return sum(isinstance(s, KernelStep) for s in self.steps)
+
+
+def _overlaps(buf, args) -> bool:
+    # A plan-owned output passed back in as an argument (u = f(u) with reuse_outputs): a
+    # stencil would read what it overwrites, so that call writes a fresh array instead.
+    return any(np.may_share_memory(buf, a) for a in args)
 
 
 def _get(env, a):

@@ -187,3 +187,13 @@ def test_random_chains_in_single_precision(dtype, ops):
 @pytest.mark.parametrize("module", [fuse, loopir, lower, cpu, templates, jit])
 def test_docstrings_run(module):
     assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_reuse_outputs_fed_back_as_input_stays_correct():
+    step = kjit(lambda u: snp.shift(u, (1,), boundary="periodic") * 0.5 + u, reuse_outputs=True)
+    u0 = np.arange(6.0)
+    u, want = u0, u0
+    for _ in range(3):
+        u = step(u)
+        want = np.roll(want, -1) * 0.5 + want
+    np.testing.assert_allclose(u, want, rtol=1e-14)
