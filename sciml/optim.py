@@ -40,8 +40,8 @@ from . import numpy as snp
 
 def _lr(lr, step, like):
     v = lr(step) if callable(lr) else lr
-    return lax.convert_element_type(v, abstractify(like).dtype) if not isinstance(
-        v, float) else v
+    # A Python float stays weak (keeps the parameter dtype); arrays are cast to it.
+    return v if type(v) in (float, int) else lax.convert_element_type(v, abstractify(like).dtype)
 
 
 def _check(op, grads, params):
@@ -119,15 +119,15 @@ class Adam(SGD):
         gs = tree_map(_like, gs, params)
         m = tree_map(lambda m, g: b1 * m + (1 - b1) * g, state["m"], gs)
         v = tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, state["v"], gs)
-        t = snp.astype(step + 1, np.float32)
-        c1, c2 = 1 - snp.power(np.float32(b1), t), 1 - snp.power(np.float32(b2), t)
-        new = tree_map(lambda p, m, v: self._apply(p, m, v, c1, c2, step), params, m, v)
+        new = tree_map(lambda p, m, v: self._apply(p, m, v, step), params, m, v)
         return new, {"step": step + 1, "m": m, "v": v}
 
-    def _apply(self, p, m, v, c1, c2, step):
+    def _apply(self, p, m, v, step):
         lr = _lr(self.lr, step, p)
         dt = abstractify(p).dtype
-        mhat, vhat = m / _like(c1, p), v / _like(c2, p)
+        t = snp.astype(step + 1, dt)   # bias corrections in the parameter's dtype
+        c1, c2 = 1 - snp.power(dt.type(self.beta1), t), 1 - snp.power(dt.type(self.beta2), t)
+        mhat, vhat = m / c1, v / c2
         d = mhat / (snp.sqrt(vhat) + np.asarray(self.eps, dt))
         if self.decoupled and self.weight_decay:
             d = d + self.weight_decay * p
