@@ -60,18 +60,19 @@ _CACHE: dict = {}
 _ACTIVE: set = set()
 
 
-def jvp_graph(graph: Graph, nonzero, instantiate=True):
+def jvp_graph(graph: Graph, nonzero, instantiate=True, optimized: bool = True):
     """The JVP of ``graph`` as a graph.
 
     ``nonzero[i]`` says whether input i has a tangent. The result takes
     ``(*primals, *tangents of the nonzero inputs)`` and returns ``(*outputs, *tangents)``, with a
     tangent for each output that is nonzero or listed in ``instantiate`` (True: all outputs;
-    zeros are materialised there). Returns ``(jvp_graph, out_nonzero)``.
+    zeros are materialised there). Returns ``(jvp_graph, out_nonzero)``. ``optimized=False``
+    skips the passes (for callers that transform the result further and optimise at the end).
     """
     nonzero = tuple(bool(n) and has_tangent(a) for n, a in zip(nonzero, graph.in_avals))
     n_out = len(graph.outputs)
     inst = tuple([bool(instantiate)] * n_out if isinstance(instantiate, bool) else instantiate)
-    key = (id(graph), nonzero, inst)
+    key = (id(graph), nonzero, inst, optimized)
     if key in _CACHE:
         return _CACHE[key][1]
     if id(graph) in _ACTIVE:
@@ -81,14 +82,14 @@ def jvp_graph(graph: Graph, nonzero, instantiate=True):
         )
     _ACTIVE.add(id(graph))
     try:
-        result = _build(graph, nonzero, inst)
+        result = _build(graph, nonzero, inst, optimized)
     finally:
         _ACTIVE.discard(id(graph))
     _CACHE[key] = (graph, result)  # keep the graph alive so its id is not reused
     return result
 
 
-def _build(graph, nonzero, inst):
+def _build(graph, nonzero, inst, optimized):
     t_avals = [a.strong() for a, n in zip(graph.in_avals, nonzero) if n]
     holder = {}
 
@@ -105,7 +106,7 @@ def _build(graph, nonzero, inst):
 
     g, captured, _ = trace_flat(fn, list(graph.in_avals) + t_avals, f"jvp_{graph.name}")
     assert not captured, "jvp_graph: the input graph is not closed"
-    g = optimize(g)
+    g = optimize(g) if optimized else _dce(g)
     return g, tuple(holder["nz"])
 
 

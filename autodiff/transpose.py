@@ -31,7 +31,7 @@ from . import dtypes
 from . import lax as L
 from .errors import NotDifferentiableError, UnsupportedError
 from .ir import Apply, Const, Graph, Var
-from .jvp import has_tangent, jvp_graph, optimize
+from .jvp import _dce, has_tangent, jvp_graph, optimize
 from .primitives import PRIMITIVES
 from .trace import bind, trace_flat
 
@@ -286,14 +286,14 @@ def linearize_graph(graph: Graph, wrt=None):
     """``(primal, linear, num_res)``: ``primal`` maps inputs to ``(*outputs, *residuals)``;
     ``linear`` maps ``(*residuals, *tangents of wrt inputs)`` to output tangents."""
     wrt = _wrt_mask(graph, wrt)
-    jg, _ = jvp_graph(graph, wrt, instantiate=True)
+    jg, _ = jvp_graph(graph, wrt, instantiate=True, optimized=False)
     n_in, n_out = len(graph.params), len(graph.outputs)
     unknown = [False] * n_in + [True] * sum(wrt)
     inst = [False] * n_out + [True] * n_out
     known, lin, out_unk, nres = partial_eval(jg, unknown, instantiate=inst)
     if any(out_unk[:n_out]):
         raise UnsupportedError(f"linearize: outputs of {graph.name} depend on tangents")
-    return optimize(known), lin, nres
+    return _dce(known), lin, nres
 
 
 def _wrt_mask(graph, wrt):
