@@ -1,0 +1,134 @@
+"""Training end to end: TrainOneStep, the digits CNN (smoke by default, full accuracy, bf16 and
+THOR-vs-momentum marked slow), bprop cells, PINN derivatives and the Poisson PINN."""
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import sciml.nn as nn
+import sciml.optim as optim
+from examples import digits, pinn_poisson
+from sciml.errors import ShapeError, UnsupportedError
+from sciml.nn.pinn import derivative_values, pinn_loss
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    import contextlib
+
+    def threadpool_limits(n):
+        return contextlib.nullcontext()
+
+RNG = np.random.default_rng(3)
+
+
+def test_compiled_step_equals_eager_step():
+    def make():
+        net = nn.SequentialCell(nn.Conv2d(1, 2, 3, padding=1, rng=np.random.default_rng(0)),
+                                nn.BatchNorm(2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                nn.Dropout(0.2), nn.Dense(8, 3, rng=np.random.default_rng(1)))
+        return nn.TrainOneStep(net, nn.SoftmaxCrossEntropyWithLogits(), optim.Adam(1e-2))
+
+    x = RNG.normal(size=(4, 1, 4, 4)).astype(np.float32)
+    y = np.array([0, 1, 2, 1])
+    a, b = make(), make()
+    b._step = b._pure_step  # eager, op by op
+    sa, sb = a.init(), b.init()
+    for i in range(3):
+        sa, la = a(sa, x, y, key=nn.key(i))
+        sb, lb = b(sb, x, y, key=nn.key(i))
+        np.testing.assert_allclose(la, lb, rtol=1e-5)
+    for k in sa["params"]:
+        np.testing.assert_allclose(sa["params"][k], sb["params"][k], rtol=1e-4, atol=1e-6)
+    for k in sa["buffers"]:
+        np.testing.assert_allclose(sa["buffers"][k], sb["buffers"][k], rtol=1e-5)
+    assert len(a._step.cache) == 1  # traced once
+
+
+def test_digits_smoke():
+    with threadpool_limits(1):
+        acc, accs, secs = digits.train(epochs=2, batch=64)
+    assert acc > 0.85, accs
+
+
+@pytest.mark.slow
+def test_digits_cnn_above_97_percent_and_bf16_within_1_percent():
+    with threadpool_limits(1):
+        acc32, _, secs = digits.train(epochs=15)
+        acc16, _, _ = digits.train(epochs=15, policy="mixed-bf16")
+    assert acc32 > 0.97 and secs < 60
+    assert abs(acc32 - acc16) <= 0.01
+
+
+@pytest.mark.slow
+def test_thor_reaches_97_percent_in_fewer_epochs_than_momentum():
+    def epochs_to(optimizer, target=0.97, max_epochs=8):
+        _, accs, _ = digits.train(epochs=max_epochs, optimizer=optimizer)
+        hit = [i + 1 for i, a in enumerate(accs) if a >= target]
+        return hit[0] if hit else max_epochs + 1
+
+    with threadpool_limits(1):
+        assert epochs_to("thor") < epochs_to("momentum")
+
+
+def test_bprop_replaces_the_backward_pass_in_training():
+    class ScaleGrad(nn.Cell):  # forward identity, backward times 0
+        def construct(self, x):
+            return x * 1.0
+
+        def bprop(self, x, out, dout):
+            return (dout * 0.0,)
+
+    net = nn.SequentialCell(nn.Dense(2, 2), ScaleGrad(), nn.Dense(2, 1))
+    step = nn.TrainOneStep(net, nn.MSELoss(), optim.SGD(0.1))
+    state = step.init()
+    before = dict(state["params"])
+    state, _ = step(state, np.ones((3, 2), np.float32), np.zeros((3, 1), np.float32))
+    np.testing.assert_array_equal(state["params"]["0.weight"], before["0.weight"])
+    assert np.any(state["params"]["2.weight"] != before["2.weight"])
+
+    class Owning(ScaleGrad):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(np.ones(2))
+
+    with pytest.raises(UnsupportedError, match="owns parameters"):
+        Owning()(np.ones(2))
+
+
+def test_pinn_derivatives_match_closed_forms():
+    x, y = sp.symbols("x y")
+    u = sp.Function("u")
+
+    def fn(params, p):  # u = sin(a x) exp(y), a parameter
+        return np.sin(params["a"] * p[:, 0]) * np.exp(p[:, 1])
+
+    params = {"a": np.float64(1.3)}
+    pts = RNG.uniform(-1, 1, size=(7, 2))
+    from sciml.nn.pinn import _derivative_symbols
+
+    expr = u(x, y).diff(x, 2) + u(x, y).diff(x, y) + u(x, y).diff(y, 3) + u(x, y)
+    _, table = _derivative_symbols(expr, [x, y], u)
+    got = derivative_values(fn, params, pts, table)
+    a, X, Y = 1.3, pts[:, 0], pts[:, 1]
+    want = {(2, 0): -a * a * np.sin(a * X) * np.exp(Y), (1, 1): a * np.cos(a * X) * np.exp(Y),
+            (0, 3): np.sin(a * X) * np.exp(Y), (0, 0): np.sin(a * X) * np.exp(Y)}
+    for s, orders in table.items():
+        np.testing.assert_allclose(got[s], want[orders], rtol=1e-10, atol=1e-12)
+
+
+def test_pinn_loss_errors():
+    x, y = sp.symbols("x y")
+    u = sp.Function("u")
+    net = nn.Dense(2, 1)
+    with pytest.raises(UnsupportedError, match="mixed derivative"):
+        pinn_loss(u(x, y).diff(x, 2, y), net, [x, y], u, np.zeros((3, 2)))(net.parameters())
+    with pytest.raises(ShapeError, match=r"points must be \(B, 2\)"):
+        pinn_loss(u(x, y), net, [x, y], u, np.zeros((3, 3)))
+
+
+def test_poisson_pinn_matches_the_analytic_solution():
+    with threadpool_limits(1):
+        err, _, _, info = pinn_poisson.solve(n_points=24, adam_steps=150, lbfgs_iters=200)
+    assert err < 1e-2, err
+    assert info["loss"][-1] < info["loss"][0]
