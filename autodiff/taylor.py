@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -850,5 +851,21 @@ def derivatives(f, x, order: int):
         return [out[0]] + [_scaled(out, k) for k in range(1, order + 1)]
     from .interpret import eval_graph_flat
 
-    g = derivatives_graph(f, x, order)
+    g = _cached_derivatives_graph(f, abstractify(x), int(order))
     return eval_graph_flat(g, [np.asarray(x, g.in_avals[0].dtype)])
+
+
+# Eager calls trace once per function and signature (like ``grad``): constants the function
+# reads from globals are baked into the cached graph.
+_GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _cached_derivatives_graph(f, aval, order):
+    key = (aval.shape, aval.dtype, order)
+    try:
+        per_f = _GRAPHS.setdefault(f, {})
+    except TypeError:  # not weak-referenceable (a builtin): no cache
+        return derivatives_graph(f, aval, order)
+    if key not in per_f:
+        per_f[key] = derivatives_graph(f, aval, order)
+    return per_f[key]

@@ -10,6 +10,7 @@ from autodiff.errors import ShapeError
 from autodiff.laplacian import laplacian
 from autodiff.ops import control
 from autodiff.trace import make_graph
+from autodiff.verify import verify
 
 rng = np.random.default_rng(0)
 
@@ -104,6 +105,7 @@ def test_extra_arguments_and_inside_a_trace():
     want = -c * c * np.sum(np.sin(c * x))
     np.testing.assert_allclose(laplacian(f)(x, c), want, rtol=1e-13)
     g = make_graph(lambda v: laplacian(f)(v, c) * 2.0, x)
+    verify(g)
     from autodiff.interpret import eval_graph
 
     np.testing.assert_allclose(eval_graph(g, x), 2 * want, rtol=1e-13)
@@ -114,3 +116,12 @@ def test_errors():
         laplacian(lambda v: v.sum())(np.arange(3))
     with pytest.raises(ShapeError, match="argnum"):
         laplacian(lambda v: v.sum(), argnum=3)(np.ones(3))
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import autodiff.laplacian as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

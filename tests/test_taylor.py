@@ -14,7 +14,8 @@ from autodiff.errors import ArityError, ShapeError, UnsupportedError
 from autodiff.ops import control
 from autodiff.primitives import PRIMITIVES
 from autodiff.taylor import TAYLOR_RULES, UNSUPPORTED, derivatives, derivatives_graph, jet
-from autodiff.trace import bind
+from autodiff.trace import bind, make_graph
+from autodiff.verify import verify
 
 P = PRIMITIVES
 K = 5
@@ -77,7 +78,7 @@ _PARAMS = {"integer_pow": {"y": 3}, "convert": {"new_dtype": np.dtype("float64")
 
 
 def _close(got, want, rtol=1e-11):
-    np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), rtol=rtol,
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=rtol,
                                atol=rtol)
 
 
@@ -276,6 +277,20 @@ def test_jet_through_cond_scan_while():
     _unrolled_vs_loop(with_while, plain_while, np.array([0.4, -0.9]))
 
 
+def test_jet_graphs_of_control_flow_verify():
+    from autodiff.taylor import jet_graph
+
+    def f(x):
+        y = control.fori_loop(0, 2, lambda i, c: np.sin(c) * c, x)
+        return control.scan(lambda c, w: (c * w + y, c), y, np.ones((3, 2)))
+
+    g = make_graph(f, np.zeros(2))
+    for k in (1, 3):
+        jg, has = jet_graph(g, k, [True])
+        verify(jg)
+        assert has == [True, True]
+
+
 def test_jet_through_call():
     @control.graph_function
     def g(v):
@@ -287,7 +302,10 @@ def test_jet_through_call():
 def test_derivatives_graph_grows_at_most_quadratically():
     f = COMPOSITES["bench"][0]
     x = np.zeros(5)
-    counts = {k: derivatives_graph(f, x, k).count_nodes() for k in (2, 4, 8, 16)}
+    graphs = {k: derivatives_graph(f, x, k) for k in (2, 4, 8, 16)}
+    for g in graphs.values():
+        verify(g)
+    counts = {k: g.count_nodes() for k, g in graphs.items()}
     # Quadratic growth gives ratios of 4 per doubling; nested grad doubles the graph per order.
     assert counts[16] / counts[8] < 4.5, counts
     assert counts[8] / counts[4] < 4.5, counts
@@ -303,3 +321,12 @@ def test_errors():
         jet(np.sin, (np.ones(3),), ([np.ones(4)],))
     with pytest.raises(UnsupportedError, match="cholesky"):
         jet(lambda a: bind(P["cholesky"], a), (np.eye(2),), ([np.eye(2)],))
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import autodiff.taylor as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
