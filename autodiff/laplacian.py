@@ -30,15 +30,14 @@ from .errors import ShapeError
 from .ir import Const, Graph
 from .primitives import PRIMITIVES
 from .pytree import tree_flatten, tree_unflatten
-from .taylor import _fit, jet_node
+from .taylor import _fit, broadcast_lazily, jet_node
 from .trace import Tracer, abstractify, bind, is_tracing, trace_flat
 
 P = PRIMITIVES
 
 
 def _zeros(aval):
-    return bind(P["broadcast_in_dim"], np.zeros((), aval.dtype), shape=aval.shape,
-                broadcast_dimensions=()) if aval.shape else np.zeros((), aval.dtype)
+    return broadcast_lazily(np.zeros((), aval.dtype), aval.shape)
 
 
 def _differentiable(aval) -> bool:
@@ -81,7 +80,7 @@ def laplacian_node(prim, vals, params, out_avals, n: int):
 
 
 def _or_zeros(c, aval):
-    return _zeros(aval) if c is None else c
+    return _zeros(aval) if c is None else broadcast_lazily(c, aval.shape)
 
 
 def _assemble(outs, oflags, none, out_avals):

@@ -32,10 +32,10 @@ from . import dtypes
 from . import lax as L
 from .batching import inline, optimize
 from .errors import ArityError, ShapeError, UnsupportedError
-from .ir import Const, Graph
+from .ir import AbstractValue, Const, Graph
 from .primitives import PRIMITIVES, _load_table
 from .pytree import tree_flatten, tree_unflatten
-from .trace import Tracer, abstractify, bind, is_tracing, trace_flat
+from .trace import Tracer, abstractify, bind, current_builder, is_tracing, trace_flat
 
 _load_table()
 P = PRIMITIVES
@@ -454,7 +454,9 @@ def _expand(values, has, K):
     for s, h in zip(values, has):
         flat.append(s[0])
         if h:
-            flat.extend(c if c is not None else _zeros(s[0]) for c in s[1:])
+            shape = abstractify(s[0]).shape
+            flat.extend(broadcast_lazily(c, shape) if c is not None else _zeros(s[0])
+                        for c in s[1:])
     return flat
 
 
@@ -469,7 +471,25 @@ def _collect(flat, has, K):
 
 def _zeros(x):
     a = abstractify(x)
-    return L.broadcast_to(np.zeros((), a.dtype), a.shape)
+    return broadcast_lazily(np.zeros((), a.dtype), a.shape)
+
+
+def broadcast_lazily(c, shape):
+    """Broadcast ``c`` to ``shape``; a constant is broadcast by a recorded node while tracing,
+    so a 0-d coefficient (the 1 of the path x + t) does not become a large array folded eagerly
+    at trace time and embedded in the graph."""
+    a = abstractify(c)
+    shape = tuple(shape)
+    if a.shape == shape:
+        return c
+    if isinstance(c, Tracer) or not is_tracing():
+        return L.broadcast_to(c, shape)
+    b = current_builder()
+    dims = tuple(range(len(shape) - a.ndim, len(shape)))
+    (out,) = b.emit(P["broadcast_in_dim"], [b.to_atom(np.asarray(c))],
+                    {"shape": shape, "broadcast_dimensions": dims},
+                    [AbstractValue(shape, a.dtype)], None)
+    return out
 
 
 def _expanded_avals(avals, has, K):
@@ -700,8 +720,7 @@ def _elementwise(prim) -> bool:
 
 
 def _fit_shape(c, like):
-    a = abstractify(like)
-    return L.broadcast_to(c, a.shape) if abstractify(c).shape != a.shape else c
+    return broadcast_lazily(c, abstractify(like).shape)
 
 
 def _fit(s, aval):
@@ -714,7 +733,9 @@ def _fit(s, aval):
             a = abstractify(c)
             if a.dtype != aval.dtype:
                 c = L.convert_element_type(c, aval.dtype)
-            if a.shape != aval.shape:
+            # Constants stay small (elementwise consumers broadcast them; the others call
+            # _fit_shape); traced coefficients take the output's shape.
+            if a.shape != aval.shape and isinstance(c, Tracer):
                 c = L.broadcast_to(c, aval.shape)
         out.append(c)
     return out
@@ -799,8 +820,8 @@ def _traced_call(f, p_tree, ser, K):
 def _scaled(s, k):
     c = s[k]
     if c is None:
-        return _zeros(s[0]) if has_series(abstractify(s[0])) else _zeros(s[0])
-    return scale(c, float(math.factorial(k)))
+        return _zeros(s[0])
+    return broadcast_lazily(scale(c, float(math.factorial(k))), abstractify(s[0]).shape)
 
 
 def _evaluate(run, avals, args, name):
