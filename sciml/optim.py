@@ -127,11 +127,14 @@ class Adam(SGD):
         dt = abstractify(p).dtype
         t = snp.astype(step + 1, dt)   # bias corrections in the parameter's dtype
         c1, c2 = 1 - snp.power(dt.type(self.beta1), t), 1 - snp.power(dt.type(self.beta2), t)
-        mhat, vhat = m / c1, v / c2
-        d = mhat / (snp.sqrt(vhat) + np.asarray(self.eps, dt))
+        # lr mhat / (sqrt(vhat) + eps) with the corrections folded into two scalars: the
+        # same value with three fewer passes over each parameter array.
+        r2 = snp.sqrt(c2)
+        d = m / (snp.sqrt(v) + self.eps * r2)
+        step_size = lr * r2 / c1
         if self.decoupled and self.weight_decay:
-            d = d + self.weight_decay * p
-        return p - lr * d
+            return p - lr * self.weight_decay * p - step_size * d
+        return p - step_size * d
 
 
 class AdamW(Adam):

@@ -107,10 +107,16 @@ def _pool(x, kernel, stride, padding, nd, reduce, pad_value, op):
     if kernel == stride and not any(padding) and all(n % k == 0 for n, k in zip(spatial, kernel)):
         # Non-overlapping windows are a reshape: cheaper forward, and a backward pass without
         # the scatter that transposing strided slices needs.
+        # The window axes go first (one transposing copy): reducing over a leading axis is an
+        # elementwise operation on contiguous blocks, fast for the reduction and its derivative.
         split = sum(((n // k, k) for n, k in zip(spatial, kernel)), ())
-        xr = snp.reshape(x, (*xa.shape[:-nd], *split))
         lead = xa.ndim - nd
-        return reduce(xr, axis=tuple(lead + 2 * i + 1 for i in range(nd)))
+        xr = snp.reshape(x, (*xa.shape[:-nd], *split))
+        perm = (tuple(lead + 2 * i + 1 for i in range(nd)) + tuple(range(lead))
+                + tuple(lead + 2 * i for i in range(nd)))
+        out = tuple(n // k for n, k in zip(spatial, kernel))
+        xw = snp.reshape(snp.transpose(xr, perm), (math.prod(kernel), *xa.shape[:-nd], *out))
+        return reduce(xw, axis=0)
     views, _ = _windows(_pad_spatial(x, padding, nd, pad_value), kernel, stride, (1,) * nd, op)
     return reduce(snp.stack(views, axis=0), axis=0)
 

@@ -87,13 +87,22 @@ def grad(fn, has_aux=False):
 class compiled:
     """Trace ``fn`` once per argument signature into a graph and run that graph.
 
-    The graph goes through ``kernels.jit`` when it exists; otherwise through the interpreter.
+    ``backend="interpret"`` (the default) runs the optimised graph in the reference interpreter:
+    one numpy call per node, matmuls and convolutions as BLAS matmuls. ``backend="cpu"`` runs
+    it through ``kernels.jit`` (fused numba kernels); on the networks measured so far (see
+    bench/RESULTS.md) that compiles for about a minute and runs slower, hence the default.
     """
 
-    def __init__(self, fn, name="step"):
-        self.fn, self.name, self.cache = fn, name, {}
+    def __init__(self, fn, name="step", backend="interpret"):
+        self.fn, self.name, self.cache, self.backend = fn, name, {}, backend
+        if backend != "interpret":
+            from kernels.jit import jit
+
+            self._jit = jit(fn, backend=backend)
 
     def __call__(self, *args):
+        if self.backend != "interpret":
+            return self._jit(*args)
         leaves, tree = tree_flatten(args)
         leaves = [np.asarray(x) for x in leaves]
         sig = (tree, tuple((x.shape, x.dtype) for x in leaves))
@@ -121,16 +130,19 @@ class TrainOneStep:
     ``state = step.init()`` holds params, buffers, optimizer state and the loss-scale state;
     ``state, loss = step(state, x, y, key=None)``. ``policy`` is a precision policy name
     (parameters stay float32; compute in the low type); ``loss_scale`` a ``precision.LossScale``
-    (on by default for fp16 policies). With ``jit=False`` the step runs eagerly op by op.
+    (on by default for fp16 policies). With ``jit=False`` the step runs eagerly op by op;
+    ``backend`` is passed to ``compiled``.
     """
 
-    def __init__(self, net, loss, optimizer, policy=None, loss_scale=None, jit=True):
+    def __init__(self, net, loss, optimizer, policy=None, loss_scale=None, jit=True,
+                 backend="interpret"):
         self.net, self.loss, self.optimizer = net, loss, optimizer
         self.policy = None if policy is None else precision.get_policy(policy)
         if loss_scale is None and self.policy is not None and self.policy.loss_scaling:
             loss_scale = precision.LossScale()
         self.loss_scale = loss_scale
-        self._step = compiled(self._pure_step, "train_step") if jit else self._pure_step
+        self._step = compiled(self._pure_step, "train_step", backend) if jit else (
+            self._pure_step)
 
     def init(self, params=None):
         params = self.net.parameters() if params is None else params
