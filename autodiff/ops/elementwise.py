@@ -97,6 +97,11 @@ def _sign(x):
     return np.sign(x)
 
 
+def _conj(x):
+    # numpy's conj of a bool array returns int8; the conjugate of a real value is itself.
+    return np.conj(x) if dtypes.is_complex(x.dtype) else x.copy()
+
+
 UNARY = {
     # name: (numpy impl, allowed kinds, output kind)
     "neg": (np.negative, "num", "same"),
@@ -126,7 +131,7 @@ UNARY = {
     "round": (_round, "realfloat", "same"),
     "real": (np.real, "any", "real"),
     "imag": (np.imag, "any", "real"),
-    "conj": (np.conj, "any", "same"),
+    "conj": (_conj, "any", "same"),
     "not": (np.invert, "int_or_bool", "same"),
     "isnan": (np.isnan, "num", "bool"),
     "isinf": (np.isinf, "num", "bool"),

@@ -54,7 +54,8 @@ def _reduce_rule(name: str, out_kind: str):
 
 def _impl(fn):
     def impl(x, *, axes, keepdims=False):
-        axes = tuple(axes)
+        # The rule accepts axes=None (all axes), so the reference must too.
+        axes = tuple(range(x.ndim)) if axes is None else tuple(axes)
         with np.errstate(all="ignore"):
             return np.asarray(fn(x, axis=axes, keepdims=keepdims))
 
