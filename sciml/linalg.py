@@ -211,7 +211,7 @@ def det(a):
 # Norms and products
 
 
-def vector_norm(x, ord=2, axis=None, keepdims=False):  # noqa: A002
+def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):  # noqa: A002
     """``np.linalg.vector_norm``: ord 2, 1, inf, -inf, 0 or any p."""
     x = _arr(x)
     absx = lax.unary("abs", x)
@@ -232,7 +232,7 @@ def vector_norm(x, ord=2, axis=None, keepdims=False):  # noqa: A002
     return lax.power(lax.sum(lax.power(absx, p), axis, keepdims), 1.0 / p)
 
 
-def matrix_norm(x, ord="fro", keepdims=False):  # noqa: A002
+def matrix_norm(x, /, *, keepdims=False, ord="fro"):  # noqa: A002
     """``np.linalg.matrix_norm`` over the last two axes: 'fro', 1, -1, inf, -inf, 2, 'nuc'.
 
     ord=2 and 'nuc' use the eigenvalues of x^H x (accurate for the large singular values);
@@ -251,13 +251,13 @@ def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002
     x = _arr(x)
     nd = abstractify(x).ndim
     if axis is None and ord is None:
-        out = vector_norm(lax.reshape(x, (-1,)), 2, 0)
+        out = vector_norm(lax.reshape(x, (-1,)), axis=0)
         return lax.reshape(out, (1,) * nd) if keepdims else out
     if axis is None:
         axis = tuple(range(nd))
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     if len(axes) == 1:
-        return vector_norm(x, 2 if ord is None else ord, axes[0], keepdims)
+        return vector_norm(x, axis=axes[0], keepdims=keepdims, ord=2 if ord is None else ord)
     if len(axes) != 2:
         raise ShapeError(f"norm: axis must name one or two axes, got {axis}")
     return _matrix_norm(x, "fro" if ord is None else ord, tuple(a % nd for a in axes), keepdims)
@@ -288,7 +288,11 @@ def _singular_norm(x, ord, axes, keepdims):  # noqa: A002
     xm = lax.transpose(x, rest + list(axes))
     if not _dt.is_inexact(abstractify(xm).dtype):
         xm = lax.convert_element_type(xm, np.float64)
-    gram = lax.matmul(lax.unary("conj", _mT(xm)), xm)
+    m, n = abstractify(xm).shape[-2:]
+    # The smaller Gram matrix: the larger one has exact zero eigenvalues whose rounding
+    # (~eps * |x|^2) would add sqrt(eps) * |x| to the nuclear norm.
+    gram = (lax.matmul(xm, lax.unary("conj", _mT(xm))) if m < n
+            else lax.matmul(lax.unary("conj", _mT(xm)), xm))
     w = lax.binary("maximum", eigvalsh(gram), 0.0)
     s = lax.unary("sqrt", w)
     out = lax.reduce("reduce_max", s, -1) if ord == 2 else lax.sum(s, axis=-1)
