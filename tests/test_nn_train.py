@@ -132,3 +132,29 @@ def test_poisson_pinn_matches_the_analytic_solution():
         err, _, _, info = pinn_poisson.solve(n_points=24, adam_steps=150, lbfgs_iters=200)
     assert err < 1e-2, err
     assert info["loss"][-1] < info["loss"][0]
+
+
+def test_burgers_residual_vanishes_on_the_exact_solution():
+    from examples import pinn_burgers as b
+
+    x, t = sp.symbols("x t")
+    u = sp.Function("u")
+    residual = u(x, t).diff(t) + u(x, t) * u(x, t).diff(x) - b.NU * u(x, t).diff(x, 2)
+
+    def exact(params, p):  # the Cole-Hopf solution written with traceable numpy
+        e = np.exp(-b.NU * np.pi ** 2 * p[:, 1])
+        return 2 * b.NU * np.pi * e * np.sin(np.pi * p[:, 0]) / (b.A + e * np.cos(np.pi * p[:, 0]))
+
+    pts = RNG.uniform([-1, 0], [1, 1], size=(50, 2))
+    assert float(pinn_loss(residual, exact, [x, t], u, pts)({})) < 1e-25
+    wrong = pinn_loss(residual + u(x, t).diff(x), exact, [x, t], u, pts)({})
+    assert float(wrong) > 1e-3
+
+
+@pytest.mark.slow
+def test_burgers_pinn_matches_the_cole_hopf_solution():
+    from examples import pinn_burgers
+
+    with threadpool_limits(1):
+        err, _ = pinn_burgers.solve()
+    assert err < 1e-2, err
