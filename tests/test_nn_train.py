@@ -158,3 +158,19 @@ def test_burgers_pinn_matches_the_cole_hopf_solution():
     with threadpool_limits(1):
         err, _ = pinn_burgers.solve()
     assert err < 1e-2, err
+
+
+def test_mnist_from_a_local_file(tmp_path):
+    # The MNIST path: a small stand-in file with MNIST's keys, shapes and dtypes.
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mnist.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (64, 28, 28), dtype=np.uint8),
+             y_train=rng.integers(0, 10, 64, dtype=np.uint8),
+             x_test=rng.integers(0, 256, (64, 28, 28), dtype=np.uint8),
+             y_test=rng.integers(0, 10, 64, dtype=np.uint8))
+    data = digits.load_mnist(path)
+    assert data[0].shape == (64, 1, 28, 28) and data[0].dtype == np.float32
+    assert data[0].max() <= 1.0 and data[1].dtype == np.int64
+    with threadpool_limits(1):
+        acc, accs, _ = digits.train(epochs=1, data=data)
+    assert 0.0 <= acc <= 1.0 and len(accs) == 1
