@@ -95,11 +95,17 @@ _FLOAT_ONLY = {
 }
 
 
+def _math_dtype(d):
+    """The float dtype numpy's math ufuncs (sin, sqrt, arctan2, ...) use for a non-float input:
+    float16 for booleans, float64 for integers."""
+    return np.dtype("float16") if d == np.bool_ else dtypes.float_dtype(d)
+
+
 def unary(name: str, x):
     x = x if isinstance(x, Tracer) else asarray(x)
     a = aval(x)
     if name in _FLOAT_ONLY and not dtypes.is_inexact(a.dtype):
-        x = convert_element_type(x, dtypes.float_dtype(a.dtype))
+        x = convert_element_type(x, _math_dtype(a.dtype))
     if name in ("floor", "ceil", "round") and not dtypes.is_inexact(a.dtype):
         return x  # integers are already whole
     return P[name].bind(x)
@@ -108,7 +114,8 @@ def unary(name: str, x):
 def binary(name: str, x, y):
     x, y = promote(name, x, y)
     if name in ("div", "atan2") and not dtypes.is_inexact(aval(x).dtype):
-        d = dtypes.float_dtype(aval(x).dtype)
+        # true_divide gives float64 even for booleans; arctan2 follows the math ufuncs.
+        d = _math_dtype(aval(x).dtype) if name == "atan2" else dtypes.float_dtype(aval(x).dtype)
         x, y = convert_element_type(x, d), convert_element_type(y, d)
     return P[name].bind(x, y)
 

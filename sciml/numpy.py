@@ -150,16 +150,27 @@ def logical_xor(x, y, /):
     return lax.logical("xor", astype(x, bool), astype(y, bool))
 
 
+# The constants are Python floats: weak, so float32 input stays float32 (np.log(2.0) would be a
+# strong float64 scalar and promote).
+_LN2, _LN10 = float(np.log(2.0)), float(np.log(10.0))
+
+
 def exp2(x, /):
-    return lax.unary("exp", lax.mul(x, np.log(2.0)))
+    return lax.unary("exp", lax.mul(_math_input(x), _LN2))
 
 
 def log2(x, /):
-    return lax.div(lax.unary("log", x), np.log(2.0))
+    return lax.div(lax.unary("log", x), _LN2)
 
 
 def log10(x, /):
-    return lax.div(lax.unary("log", x), np.log(10.0))
+    return lax.div(lax.unary("log", x), _LN10)
+
+
+def _math_input(x):
+    """x converted as numpy's math ufuncs convert it (bool -> float16, int -> float64)."""
+    d = abstractify(x).dtype
+    return x if _dt.is_inexact(d) else lax.convert_element_type(x, lax._math_dtype(d))
 
 
 def hypot(x, y, /):
@@ -425,7 +436,8 @@ def roll(a, shift, axis=None):
     offset = [0] * nd
     for s, ax in zip(shifts, axes):
         offset[ax % nd] -= int(s)
-    return shift(a, tuple(offset), "periodic")
+    # The parameter ``shift`` hides the module's shift function here: bind the primitive.
+    return _P["shift"].bind(_arr(a), offset=tuple(offset), boundary="periodic")
 
 
 def shift(a, offset, boundary="zero"):
