@@ -24,6 +24,8 @@ def _expand(idx, ndim):
         idx = (idx,)
     out = []
     for e in idx:
+        if isinstance(e, np.ndarray) and e.ndim == 0 and dtypes.is_integer(e.dtype):
+            e = int(e)  # a 0-d integer array indexes like a Python int
         if isinstance(e, (list, np.ndarray)) and np.asarray(e).dtype == np.bool_:
             out.extend(np.nonzero(np.asarray(e)))  # a concrete mask is a set of index arrays
         elif isinstance(e, Tracer) and e.dtype == np.bool_:
@@ -226,18 +228,46 @@ class IndexUpdate:
         return reshape(out, a.shape)
 
     def set(self, v):
+        """numpy's ``x[idx] = v`` as a new array. Where concrete indices repeat, the last write
+        wins (as in numpy); with traced indices that repeat, the written values are averaged
+        (exact when they are equal, which is the only case where numpy's order matters not)."""
         from .lax import asarray, broadcast_to, convert_element_type, reshape, where
 
         a = abstractify(self.x)
         pos, flat = self._positions()
         v = convert_element_type(v if isinstance(v, Tracer) else asarray(v), a.dtype)
         v = reshape(broadcast_to(v, abstractify(pos).shape), (-1,))
+        if not isinstance(flat, Tracer):
+            flat, v = _last_writes(flat, v)
         zeros = np.zeros(a.size, a.dtype)
         hits = P["scatter_add"].bind(np.zeros(a.size, np.int64), _arr(flat),
                                      np.ones(abstractify(flat).shape, np.int64), axis=0)
         placed = P["scatter_add"].bind(zeros, _arr(flat), v, axis=0)
+        if isinstance(flat, Tracer):
+            placed = _mean_of_writes(placed, hits, a.dtype)
         x = self.x if isinstance(self.x, Tracer) else asarray(self.x)
         return reshape(where(hits > 0, placed, reshape(x, (-1,))), a.shape)
+
+
+def _last_writes(flat, v):
+    """Keep only the last update of each position (concrete positions, numpy's order)."""
+    flat = np.asarray(flat)
+    if np.unique(flat).size == flat.size:
+        return flat, v
+    rev_first = np.unique(flat[::-1], return_index=True)[1]
+    keep = np.sort(flat.size - 1 - rev_first)
+    return flat[keep], P["take"].bind(_arr(v), keep.astype(np.int64), axis=0)
+
+
+def _mean_of_writes(placed, hits, dtype):
+    from .lax import binary, convert_element_type
+
+    n = binary("maximum", hits, 1)
+    if dtype == np.bool_:
+        return placed  # scatter_add of booleans is an or: already the value written
+    if dtypes.is_inexact(dtype):
+        return binary("div", placed, convert_element_type(n, dtype))
+    return binary("floor_divide", placed, convert_element_type(n, dtype))
 
 
 def _arr(x):
