@@ -62,12 +62,14 @@ class JitFunction:
     def __init__(self, fun, backend: str, reuse_outputs: bool):
         self.fun, self.backend, self.reuse_outputs = fun, backend, reuse_outputs
         self.compiled: dict = {}
+        # A target may take its own arrays (device arrays for the gpu): its ``as_array`` hook.
+        self.as_array = getattr(target(backend), "as_array", _as_array)
         functools.update_wrapper(self, fun)
 
     def __call__(self, *args):
         leaves, tree = tree_flatten(args)
         c = self._compiled(leaves, tree, args)
-        arrays = [_as_array(x, p.aval) for x, p in zip(leaves, c.graph.params)]
+        arrays = [self.as_array(x, p.aval) for x, p in zip(leaves, c.graph.params)]
         outs = c.plan(arrays)
         return tree_unflatten(c.graph.meta["out_tree"], outs)
 
@@ -131,9 +133,14 @@ class Compiled:
         return "\n".join(parts)
 
 
-def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = False) -> Compiled:
-    """trace -> verify -> passes -> fuse -> lower -> print -> compile -> plan, each stage timed."""
-    tgt = target(backend)
+def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = False,
+                  build: bool = True) -> Compiled:
+    """trace -> verify -> passes -> fuse -> lower -> print -> compile -> plan, each stage timed.
+
+    ``build=False`` stops after printing (no compile, no plan), so the source for a target
+    can be read where it cannot run (CUDA C without a GPU).
+    """
+    tgt = target(backend, check=build)
     timer = _Timer()
     # verify: the traced graph is well formed before anything is built from it
     timer("verify", verify, graph)
@@ -144,6 +151,9 @@ def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = Fals
     # [Graph] -> [Cluster | Library]: which nodes share a pass over memory
     groups = timer("fuse", fuse, graph, tgt.can_fuse)
     _dump("fuse", "\n".join(map(str, groups)))
+    # a target refuses what it cannot run (a dtype it lacks) here, before any kernel runs
+    if hasattr(tgt, "check_groups"):
+        tgt.check_groups(groups)
     clusters = [g for g in groups if isinstance(g, Cluster)]
     # [Cluster] -> [Kernel]: loop nests with loads, scalar ops, stores, reductions
     kernels = timer("lower", lambda: {c.index: lower(c, f"k{c.index}") for c in clusters})
@@ -152,29 +162,38 @@ def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = Fals
     sources = timer("print", lambda: {i: tgt.print_kernel(k, name="kernel")
                                       for i, k in kernels.items()})
     _dump("source", "\n\n".join(sources.values()))
+    if not build:
+        return Compiled(graph, groups, kernels, sources, timings=timer.times)
     # [source] -> [callable]: memory cache, disk cache, or a fresh compile
-    fns = timer("compile", lambda: {i: cache.load(s, "kernel", backend)
-                                    for i, s in sources.items()})
+    compile_kernel = getattr(tgt, "compile_kernel", None)
+    fns = timer("compile", lambda: {
+        i: compile_kernel(s, kernels[i]) if compile_kernel else cache.load(s, "kernel", backend)
+        for i, s in sources.items()})
     c = Compiled(graph, groups, kernels, sources)
     # [groups] -> Plan: buffers planned once, library nodes bound to their runners
-    c.plan = timer("plan", Plan, graph, groups, kernels, fns,
+    c.plan = timer("plan", getattr(tgt, "Plan", Plan), graph, groups, kernels, fns,
                    functools.partial(runner_for, backend=backend), reuse_outputs)
     c.timings = timer.times
     _dump("time", " ".join(f"{k}={v * 1e3:.1f}ms" for k, v in timer.times.items()))
     return c
 
 
-def target(backend: str):
-    """The module implementing ``backend`` (``can_fuse``, ``print_kernel``), or a clear error."""
+def target(backend: str, check: bool = True):
+    """The module implementing ``backend`` (``can_fuse``, ``print_kernel``), or a clear error.
+
+    Optional hooks of a target module: ``available()`` (raises when it cannot run here; skipped
+    with ``check=False``), ``check_groups(groups)``, ``compile_kernel(source, kernel)``,
+    ``Plan`` (the plan class), ``library_runner(node)`` and ``as_array(x, aval)``.
+    """
     if backend not in BACKENDS:
         raise UnsupportedError(f"jit: unknown backend {backend!r}; choose one of {BACKENDS}")
     try:
         mod = importlib.import_module(f"kernels.{backend}")
     except ImportError as e:
         raise UnsupportedError(f"jit: backend {backend!r} is not available here ({e})") from None
-    check = getattr(mod, "available", None)
-    if check is not None:
-        check()  # raises UnsupportedError naming what is missing (no GPU, no cupy, ...)
+    available = getattr(mod, "available", None)
+    if check and available is not None:
+        available()  # raises UnsupportedError naming what is missing (no GPU, no cupy, ...)
     if not hasattr(mod, "print_kernel") or not hasattr(mod, "can_fuse"):
         raise UnsupportedError(f"jit: backend {backend!r} has no kernel printer yet")
     return mod
@@ -203,6 +222,10 @@ def _dump(stage: str, what):
 
 def runner_for(node, backend: str = "cpu"):
     """The callable a plan runs for a library node."""
+    hook = getattr(target(backend, check=False), "library_runner", None)
+    run = hook(node) if hook is not None else None
+    if run is not None:
+        return run  # the target runs it itself (the npu's cube unit, the gpu's host copies)
     make = CONTROL_RUNNERS.get(node.prim.name)
     if make is not None:
         return make(node, _SubPlans(backend))
