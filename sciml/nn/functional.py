@@ -169,7 +169,10 @@ def logsumexp(x, axis=-1, keepdims=False):
 def log_softmax(x, axis=-1):
     """log softmax computed in float32 or wider (a black-listed op under mixed precision)."""
     x = precision.cast_safe(x)
-    return x - logsumexp(x, axis=axis, keepdims=True)
+    # (x - m) - log(sum(exp(x - m))): subtracting the max first keeps the result exact where
+    # x - logsumexp(x) would round m + log(sum) at the magnitude of m.
+    shifted = x - snp.stop_gradient(snp.max(x, axis=axis, keepdims=True))
+    return shifted - snp.log(snp.sum(snp.exp(shifted), axis=axis, keepdims=True))
 
 
 def softmax(x, axis=-1):
