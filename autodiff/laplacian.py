@@ -44,8 +44,53 @@ def _differentiable(aval) -> bool:
     return dtypes.is_inexact(aval.dtype)
 
 
+class Identity:
+    """The gradient of the input itself: the identity, kept symbolic so that a first linear layer
+    ``A @ x`` gets its gradient ``A^T`` by a transpose instead of a product with the identity."""
+
+    def __init__(self, aval):
+        self.aval = aval
+
+    def materialize(self):
+        return _eye_directions(self.aval)
+
+
+def _first_layer(prim, vals, params):
+    """Rules for a value whose G is still the identity: a reshape keeps it symbolic, and
+    ``dot_general(A, x)`` (or ``(x, A)``) contracting x's one non-unit axis gets
+    ``G = A`` with the contracted axis moved first (the directional derivative along e_i is A's
+    slice i), a transpose instead of a product with the identity."""
+    if prim.name == "reshape" and isinstance(vals[0][1], Identity) and vals[0][2] is None:
+        y = bind(prim, vals[0][0], **params)
+        return [(y, Identity(abstractify(y)), None)]
+    if prim.name != "dot_general" or len(vals) != 2:
+        return None
+    (lc, rc), (lb, rb) = params["dimension_numbers"]
+    for xi, (x_c, a_c) in ((1, (rc, lc)), (0, (lc, rc))):
+        x, g, lap = vals[xi]
+        other = vals[1 - xi]
+        if not (isinstance(g, Identity) and lap is None and other[1] is None
+                and other[2] is None and len(x_c) == 1 and not lb):
+            continue
+        xa = abstractify(x)
+        if xa.shape[x_c[0]] != xa.size:
+            continue  # x's other axes are not all of size 1
+        y = bind(prim, vals[0][0], vals[1][0], **params)
+        a = other[0]
+        nd = abstractify(a).ndim
+        perm = (a_c[0],) + tuple(i for i in range(nd) if i != a_c[0])
+        moved = bind(P["transpose"], a, permutation=perm)
+        ya = abstractify(y)
+        return [(y, bind(P["reshape"], moved, new_shape=(xa.size,) + ya.shape), None)]
+    return None
+
+
 def laplacian_node(prim, vals, params, out_avals, n: int):
     """Propagate ``(value, G, L)`` triples through one primitive; returns the output triples."""
+    fast = _first_layer(prim, vals, params)
+    if fast is not None:
+        return fast
+    vals = [(v, g.materialize() if isinstance(g, Identity) else g, lap) for v, g, lap in vals]
     ps = [v for v, _, _ in vals]
     gi = [i for i, (_, g, _) in enumerate(vals) if g is not None]
     li = [i for i, (_, _, lap) in enumerate(vals) if lap is not None]
@@ -155,7 +200,7 @@ def laplacian(f, argnum: int = 0, with_value_and_grad: bool = False):
             graph, captured, out_tree = trace_flat(lambda *ys: f(*tree_unflatten(tree, ys)),
                                                    avals, getattr(f, "__name__", "f"))
             n = avals[pos].size
-            trip = [(v, _eye_directions(avals[pos]) if i == pos else None, None)
+            trip = [(v, Identity(avals[pos]) if i == pos else None, None)
                     for i, v in enumerate(xs)] + [(c, None, None) for c in captured]
             outs = laplacian_eval(graph, trip, n)
             run.out_tree = out_tree
@@ -181,6 +226,8 @@ def _leaf_index(args, argnum):
 
 def _finish(triple, out_aval, in_aval):
     y, g, lap = triple
+    if isinstance(g, Identity):
+        g = g.materialize()
     if g is None:
         g = np.zeros(in_aval.shape + out_aval.shape, out_aval.dtype)
     else:
