@@ -11,22 +11,36 @@ the reference interpreter (``eval_graph``), control flow (``cond``, ``while_loop
 1.0
 """
 
+from autodiff.api import grad, hessian, hvp, jacfwd, jacrev, jvp, linearize, value_and_grad, vjp
+from autodiff.batching import vmap
+from autodiff.checkpoint import checkpoint, checkpointed_scan
+from autodiff.custom import custom_jvp, custom_vjp
 from autodiff.interpret import eval_graph
 from autodiff.ir import AbstractValue, Graph
+from autodiff.laplacian import laplacian
 from autodiff.ops.control import cond, fori_loop, graph_function, scan, switch, while_loop
 from autodiff.pytree import tree_flatten, tree_leaves, tree_map, tree_unflatten
 from autodiff.serialize import dumps, load, loads, save
+from autodiff.taylor import derivatives, jet
 from autodiff.trace import make_graph
 from autodiff.verify import verify
+from kernels.jit import jit
 
-from . import errors, numpy  # noqa: F401  (numpy registers the numpy-protocol handlers)
+# sciml.numpy registers the numpy-protocol handlers on import.
+from . import errors, fft, linalg, numpy, ocean, random  # noqa: F401
+from .equations import from_sympy
+from .solution import Solution
+from .solve import solve
 
 function = graph_function
 ShapeDtype = AbstractValue
 
 __all__ = [
-    "AbstractValue", "Graph", "ShapeDtype", "cond", "dumps", "errors", "eval_graph",
-    "fori_loop", "function", "graph_function", "load", "loads", "make_graph", "numpy",
-    "save", "scan", "switch", "tree_flatten", "tree_leaves", "tree_map", "tree_unflatten",
-    "verify", "while_loop",
+    "AbstractValue", "Graph", "ShapeDtype", "Solution", "checkpoint", "checkpointed_scan",
+    "cond", "custom_jvp", "custom_vjp", "derivatives", "dumps", "errors", "eval_graph", "fft",
+    "fori_loop", "from_sympy", "function", "grad", "graph_function", "hessian", "hvp", "jacfwd",
+    "jacrev", "jet", "jit", "jvp", "laplacian", "linalg", "linearize", "load", "loads",
+    "make_graph", "numpy", "ocean", "random", "save", "scan", "solve", "switch", "tree_flatten",
+    "tree_leaves", "tree_map", "tree_unflatten", "value_and_grad", "verify", "vjp", "vmap",
+    "while_loop",
 ]

@@ -1,0 +1,337 @@
+"""Time-dependent and steady PDEs for ``sciml.solve`` (method of lines, see ``sciml.mol``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sps
+import scipy.sparse.linalg as spla
+import sympy as sp
+
+from autodiff.ops.control import fori_loop
+from autodiff.trace import Tracer, is_tracing
+from solvers.time import REAL_STABILITY_LIMIT, euler_step, rk4_step, ssprk3_step
+
+from . import numpy as snp
+from .equations import from_sympy
+from .errors import CFLError, ConvergenceError, NaNError, ProblemError
+from .mol import Discretization, make_grid, parse_bcs
+from .problem import pde_system
+from .solution import Solution
+
+STEPS = {"rk4": rk4_step, "ssprk3": ssprk3_step, "euler": euler_step}
+# Stable extent along the imaginary axis (advection): Euler has none, so it gets a small one
+# that only the diffusive part can satisfy.
+IMAG_LIMIT = {"rk4": 2.8284271247461903, "ssprk3": 1.7320508075688772, "euler": 0.0}
+SAFETY = 0.9
+
+
+def solve_pde(eqs, unknowns, t_span, domain, grid, ic, bc, params, method, t_eval, dt, order,
+              scheme, upwind_order, progress, time_name):
+    if t_span is None:
+        raise ProblemError("a time-dependent PDE needs the time interval: t=(t0, t1)")
+    system = pde_system(eqs, unknowns, time_name, list(params), steady=False)
+    bcs = parse_bcs(bc, system)
+    g = make_grid(system, domain or {}, grid if grid is not None else 64, bcs)
+    disc = Discretization(system, g, bcs, order, scheme, upwind_order)
+    t0, t1 = (float(v) for v in t_span)
+    state = disc.apply_bc(t0, _initial_state(system, g, ic, params), params)
+    times = np.linspace(t0, t1, 11) if t_eval is None else np.asarray(t_eval, float)
+    if times[0] < t0 or times[-1] > t1 + 1e-12 * max(1.0, abs(t1)) or np.any(np.diff(times) < 0):
+        raise ProblemError(f"t_eval must be increasing and inside t=({t0}, {t1})")
+    method = (method or "rk4").lower()
+    if method in STEPS:
+        frames = _explicit(disc, state, t0, times, params, method, dt, progress)
+    elif method in ("cn", "be"):
+        frames = _implicit(disc, state, t0, times, params, method, dt, progress)
+    else:
+        raise ProblemError(f"PDE method {method!r} is not one of {sorted(STEPS) + ['cn', 'be']}")
+    fields = {f.func: snp.stack([fr[k] for fr in frames]) for k, f in enumerate(system.fields)}
+    coords = {str(s): c for s, c in zip(g.space, g.coords)}
+    return Solution(kind="pde", t=times, coords=coords, fields=fields,
+                    stats={"dt": disc_dt(disc), "method": method})
+
+
+def disc_dt(disc):
+    return getattr(disc, "dt_used", None)
+
+
+def _initial_state(system, g, ic, params):
+    if ic is None:
+        raise ProblemError("a time-dependent PDE needs initial conditions: ic=expr or "
+                           "ic={u: expr}")
+    if not isinstance(ic, dict):
+        if len(system.fields) != 1:
+            raise ProblemError("several fields: give ic={u: ..., v: ...}")
+        ic = {system.fields[0].func: ic}
+    pvals = [params[p] for p in system.params]
+    out = []
+    for f in system.fields:
+        expr = _find(ic, f)
+        if expr is None:
+            raise ProblemError(f"no initial condition for field {f}; add it to ic=")
+        fn = from_sympy(sp.sympify(expr), list(system.space) + list(system.params))
+        val = fn(*g.mesh(), *pvals)
+        out.append(snp.astype(snp.broadcast_to(val, g.shape), np.float64))
+    return snp.stack(out)
+
+
+def _find(d, f):
+    for k, v in d.items():
+        if k == f or k == f.func or str(k) in (str(f.func), str(f)):
+            return v
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Explicit integration
+
+
+def dominant_eigenvalue(disc, state, params, t0) -> complex:
+    """The eigenvalue of largest modulus of dF/du (ARPACK on the sparse Jacobian), or the
+    Gershgorin bound on the negative real axis when ARPACK does not converge."""
+    jac = disc.jacobian(t0, np.asarray(state), params)
+    if not jac.nnz:
+        return 0.0
+    if jac.shape[0] > 2:
+        try:
+            lam = spla.eigs(jac, k=1, which="LM", tol=1e-3, maxiter=2000,
+                            return_eigenvectors=False)[0]
+            return complex(lam) * 1.02  # ARPACK's tolerance, rounded up
+        except (spla.ArpackNoConvergence, spla.ArpackError):
+            pass
+    return -float(np.max(np.asarray(abs(jac).sum(axis=1))))
+
+
+def stable_step(method, lam: complex) -> float:
+    """Largest dt with dt*lam inside the method's stability region along lam's direction
+    (interpolating the real- and imaginary-axis extents by angle)."""
+    r = abs(lam)
+    if r == 0:
+        return np.inf
+    # 0: decaying real, pi/2: oscillatory. A growing mode (angle > pi/2, or ARPACK's rounding
+    # of an imaginary one) is treated as oscillatory: no step makes growth decay, and a real
+    # blow-up is reported by the NaN check.
+    angle = min(abs(np.angle(-lam)), np.pi / 2)
+    w = angle / (np.pi / 2)
+    extent = (1 - w) * REAL_STABILITY_LIMIT[method] + w * IMAG_LIMIT[method]
+    if extent <= 0:
+        raise ProblemError(f"{method} is unstable for oscillatory (advective/wave) operators; "
+                           "use method='rk4' or 'ssprk3'")
+    return extent / r
+
+
+def _explicit(disc, state, t0, times, params, method, dt, progress):
+    traced = any(isinstance(v, Tracer) for v in params.values()) or isinstance(state, Tracer)
+    if dt is None:
+        if traced:
+            raise ProblemError(
+                "pass dt= when parameters or initial values are traced (e.g. under sciml.grad):"
+                " the stable time step cannot be estimated from abstract values"
+            )
+        dt = min(SAFETY * stable_step(method, dominant_eigenvalue(disc, state, params, t0)),
+                 (times[-1] - times[0]) / 10 or 1.0)
+    elif not traced:
+        _check_cfl(disc, state, params, t0, method, dt)
+    disc.dt_used = dt
+    step = STEPS[method]
+
+    def rhs(t, y, p):
+        return disc.rhs(t, y, p)
+
+    frames, t, y = [], t0, state
+    bar = _progress(progress, len(times))
+    for target in times:
+        span = target - t
+        n = int(math.ceil(span / dt - 1e-9)) if span > 0 else 0
+        if n:
+            h = span / n
+            y = fori_loop(0, n, lambda i, yy, t=t, h=h: step(rhs, t + i * h, yy, h, params), y)
+            if not traced and not is_tracing():
+                _check_state(disc, y, t, target, n)
+        t = target
+        frames.append(disc.apply_bc(t, y, params))
+        bar.update(1)
+    bar.close()
+    return frames
+
+
+def _check_cfl(disc, state, params, t0, method, dt):
+    lam = dominant_eigenvalue(disc, state, params, t0)
+    limit = stable_step(method, lam)
+    if dt > limit * 1.0001:
+        h = ", ".join(f"d{s}={v:.4g}" for s, v in zip(disc.grid.space, disc.grid.h))
+        raise CFLError(
+            f"explicit {method} step dt={dt:.4g} is unstable on this grid ({h}): the discrete "
+            f"operator's dominant eigenvalue is {lam:.4g}, so dt must be below {limit:.4g}; "
+            "lower dt, coarsen the grid or use an implicit method (method='cn' or 'be')"
+        )
+
+
+def _check_state(disc, y, t_start, t_end, n):
+    arr = np.asarray(y)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        k, *idx = np.argwhere(bad)[0]
+        f = disc.system.fields[k]
+        raise NaNError(
+            f"the solution became NaN/inf between t={t_start:.6g} and t={t_end:.6g} "
+            f"({n} steps): field {f} at grid index {tuple(int(i) for i in idx)}; the step may "
+            "be unstable or the equation ill-posed"
+        )
+
+
+def _progress(progress, total):
+    if progress is False or is_tracing():
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    import sys
+
+    if progress is None and not sys.stderr.isatty():
+        return _NoBar()
+    return tqdm(total=total, desc="sciml.solve", leave=False)
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Implicit integration (theta method; Newton with the sparse Jacobian)
+
+
+def _implicit(disc, state, t0, times, params, method, dt, progress):
+    if any(isinstance(v, Tracer) for v in params.values()) or is_tracing():
+        raise ProblemError("implicit PDE methods run eagerly only for now; differentiate "
+                           "through an explicit method (method='rk4') with a given dt")
+    theta = 1.0 if method == "be" else 0.5
+    if dt is None:
+        dt = (times[-1] - times[0]) / 100 if times[-1] > times[0] else 1.0
+    disc.dt_used = dt
+    frames, t, y = [], t0, np.asarray(state, float)
+    bar = _progress(progress, len(times))
+    for target in times:
+        span = target - t
+        n = int(math.ceil(span / dt - 1e-9)) if span > 0 else 0
+        for i in range(n):
+            h = span / n
+            y = theta_step(disc, y, t + i * h, h, theta, params)
+        if n:
+            _check_state(disc, y, t, target, n)
+        t = target
+        frames.append(np.asarray(disc.apply_bc(t, y, params)))
+        bar.update(1)
+    bar.close()
+    return frames
+
+
+def theta_step(disc, y0, t, h, theta, params, tol=1e-10, maxiter=20):
+    """Solve y1 - y0 - h(theta F(y1) + (1-theta) F(y0)) = 0 at interior nodes, with the
+    boundary constraints at boundary nodes."""
+    shape = y0.shape
+    f0 = np.asarray(disc.raw_rhs(t, y0, params)) if theta < 1 else 0.0
+    mask = disc.interior_masks()
+    y = y0.copy()
+    for _ in range(maxiter):
+        f1 = np.asarray(disc.raw_rhs(t + h, y, params))
+        con = np.asarray(disc.constraints(t + h, y, params))
+        r = mask * (y - y0 - h * (theta * f1 + (1 - theta) * f0)) + (1 - mask) * con
+        if np.max(np.abs(r)) <= tol * max(1.0, np.max(np.abs(y))):
+            return y
+        jac = disc.jacobian(t + h, y, params, raw=True)
+        m = sps.diags(mask.ravel())
+        big = m @ (sps.identity(y.size) - h * theta * jac) + disc.constraint_jacobian()
+        y = y - spla.spsolve(big.tocsc(), r.ravel()).reshape(shape)
+    raise ConvergenceError(f"implicit step at t={t:.6g} (dt={h:.4g}) did not converge in "
+                           f"{maxiter} Newton iterations")
+
+
+# ---------------------------------------------------------------------------------------------
+# Steady problems
+
+
+def solve_steady(eqs, unknowns, domain, grid, bc, params, order, method, tol, maxiter, guess,
+                 time_name):
+    if any(isinstance(v, Tracer) for v in params.values()) or is_tracing():
+        raise ProblemError("steady PDE solves run eagerly only for now")
+    system = pde_system(eqs, unknowns, time_name, list(params), steady=True)
+    bcs = parse_bcs(bc, system)
+    g = make_grid(system, domain or {}, grid if grid is not None else 64, bcs)
+    disc = Discretization(system, g, bcs, order)
+    y = np.zeros((len(system.fields),) + g.shape)
+    if guess:
+        y = np.asarray(_initial_state(system, g, guess, params), float)
+    method = (method or "direct").lower()
+    mask = disc.interior_masks()
+    its = 0
+    for _ in range(maxiter):
+        its += 1
+        r = mask * np.asarray(disc.raw_rhs(0.0, y, params)) + (1 - mask) * np.asarray(
+            disc.constraints(0.0, y, params))
+        jac = sps.diags(mask.ravel()) @ disc.jacobian(0.0, y, params, raw=True) + \
+            disc.constraint_jacobian()
+        dy = _linear_solve(jac.tocsr(), -r.ravel(), method, disc).reshape(y.shape)
+        y = y + dy
+        if np.max(np.abs(dy)) <= tol * max(1.0, np.max(np.abs(y))):
+            break
+    else:
+        raise ConvergenceError(f"steady solve: Newton did not converge in {maxiter} iterations "
+                               f"(last update {np.max(np.abs(dy)):.3e})")
+    coords = {str(s): c for s, c in zip(g.space, g.coords)}
+    fields = {f.func: y[k] for k, f in enumerate(system.fields)}
+    return Solution(kind="steady", coords=coords, fields=fields,
+                    stats={"newton_iterations": its, "method": method})
+
+
+def _linear_solve(a, b, method, disc):
+    from solvers.linear import cg, gmres
+
+    if method == "direct":
+        return spla.spsolve(a.tocsc(), b)
+    if method == "gmres":
+        return gmres(a, b, rtol=1e-12, restart=50).x
+    if method in ("cg", "multigrid"):
+        interior = np.concatenate([disc.interior_mask(k).ravel() for k in range(len(disc.bcs))])
+        ii = np.flatnonzero(interior)
+        bb = np.flatnonzero(1 - interior)
+        if abs(a[bb][:, bb] - sps.identity(len(bb))).max() > 0 if len(bb) else False:
+            raise ProblemError(f"method={method!r} needs Dirichlet boundaries (use 'direct' "
+                               "or 'gmres')")
+        a_ii, a_ib = a[ii][:, ii], a[ii][:, bb]
+        if abs(a_ii - a_ii.T).max() > 1e-10 * abs(a_ii).max():
+            raise ProblemError(f"method={method!r} needs a symmetric operator; this "
+                               "discretisation is not symmetric (use 'direct' or 'gmres')")
+        xb = b[bb]
+        rhs = b[ii] - a_ib @ xb
+        m = None
+        if method == "multigrid":
+            m = _mg_preconditioner(disc, a_ii)
+        xi = cg(a_ii, rhs, rtol=1e-12, M=m).x
+        x = np.zeros_like(b)
+        x[ii], x[bb] = xi, xb
+        return x
+    raise ProblemError(f"steady method {method!r} is not one of direct, cg, gmres, multigrid")
+
+
+def _mg_preconditioner(disc, a_ii):
+    from solvers.linear import multigrid_preconditioner
+
+    g = disc.grid
+    if len(disc.bcs) != 1 or disc.order != 2 or any(g.periodic):
+        raise ProblemError("method='multigrid' supports one field, order=2 and Dirichlet "
+                           "boundaries")
+    inner = tuple(n - 2 for n in g.shape)
+    # Scale: the operator is c * Laplacian - sigma; estimate c from the diagonal.
+    diag = a_ii.diagonal()
+    lap_diag = -sum(2.0 / h**2 for h in g.h)
+    c = float(np.median(diag)) / lap_diag
+    pre = multigrid_preconditioner(inner, g.h, sigma=0.0)
+    return lambda r: pre(r / c)

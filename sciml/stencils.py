@@ -1,0 +1,210 @@
+"""Finite-difference derivatives on node grids, written with ``sciml.numpy`` so they run
+eagerly and trace into the IR (and so differentiate and fuse).
+
+Grid convention of ``sciml.solve``: a non-periodic axis holds ``n`` nodes including both
+boundary nodes, ``x_i = a + i h`` with ``h = (b - a)/(n - 1)``; a periodic axis holds ``n``
+nodes ``x_i = a + i h`` with ``h = (b - a)/n`` (the node at ``b`` is the node at ``a``).
+
+A derivative of order ``p`` accuracy uses the central stencil in the interior and one-sided
+(biased) stencils of the same accuracy in the ``m`` nodes next to each boundary, so every node
+gets an order-``p`` value. The same stencils are available as ``scipy.sparse`` matrices
+(``derivative_matrix``) for implicit and steady solves; both agree to rounding.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import scipy.sparse as sps
+
+from solvers.fd import fornberg_weights
+
+from . import numpy as snp
+
+
+@lru_cache(maxsize=256)
+def central_weights(deriv: int, order: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Offsets and weights (for unit spacing) of the central stencil of accuracy ``order``."""
+    half = (deriv + 1) // 2 - 1 + order // 2
+    offsets = tuple(range(-half, half + 1))
+    w = fornberg_weights(0, list(offsets), deriv)[deriv]
+    return offsets, tuple(float(v) for v in w)
+
+
+@lru_cache(maxsize=256)
+def boundary_rows(deriv: int, order: int, n: int):
+    """Biased stencils for the first ``m`` nodes: list of (node, offsets, weights), unit spacing.
+
+    Each uses ``deriv + order`` consecutive nodes starting at node 0 (one more than the minimum
+    for even ``deriv``, which keeps the rows from losing an order next to the boundary)."""
+    offsets, _ = central_weights(deriv, order)
+    m = -offsets[0]
+    width = deriv + order
+    if n < width:
+        raise ValueError(f"a derivative of order {deriv} with accuracy {order} needs at least "
+                         f"{width} nodes along the axis, got {n}")
+    rows = []
+    for i in range(m):
+        nodes = list(range(0, width))
+        w = fornberg_weights(i, nodes, deriv)[deriv]
+        rows.append((i, tuple(nodes), tuple(float(v) for v in w)))
+    return rows
+
+
+def derivative(u, axis: int, deriv: int, h: float, order: int = 2, periodic: bool = False):
+    """``d^deriv u / dx^deriv`` along ``axis`` with accuracy ``order`` (traceable)."""
+    if deriv == 0:
+        return u
+    offsets, weights = central_weights(deriv, order)
+    nd = snp.ndim(u)
+    axis %= nd
+    boundary = "periodic" if periodic else "zero"
+    out = None
+    for o, w in zip(offsets, weights):
+        if w == 0.0:
+            continue
+        off = [0] * nd
+        off[axis] = o
+        term = snp.shift(u, tuple(off), boundary) * w
+        out = term if out is None else out + term
+    if not periodic:
+        out = _fix_boundaries(u, out, axis, deriv, order)
+    return out / h**deriv
+
+
+def _fix_boundaries(u, out, axis, deriv, order):
+    n = snp.shape(u)[axis]
+    rows = boundary_rows(deriv, order, n)
+    m = len(rows)
+    if m == 0:
+        return out
+    width = len(rows[0][1])
+    wl = np.array([r[2] for r in rows])              # (m, width), left boundary
+    wr = -wl[::-1, ::-1] if deriv % 2 else wl[::-1, ::-1]  # mirror image for the right end
+    left = _take(u, axis, 0, width)
+    right = _take(u, axis, n - width, n)
+    lv = snp.moveaxis(snp.tensordot(wl, left, axes=([1], [axis])), 0, axis)
+    rv = snp.moveaxis(snp.tensordot(wr, right, axes=([1], [axis])), 0, axis)
+    return snp.concatenate([lv, _take(out, axis, m, n - m), rv], axis=axis)
+
+
+def _take(u, axis, lo, hi):
+    idx = [slice(None)] * snp.ndim(u)
+    idx[axis] = slice(lo, hi)
+    return u[tuple(idx)]
+
+
+def upwind_first(u, velocity, axis: int, h: float, order: int = 1, periodic: bool = False):
+    """First derivative biased against the flow: backward where ``velocity > 0``."""
+    fwd, bwd = _one_sided(u, axis, h, order, periodic)
+    return snp.where(velocity > 0, bwd, fwd)
+
+
+_UPWIND_OFFSETS = {
+    # order: (forward offsets, backward offsets)
+    1: ((0, 1), (-1, 0)),
+    2: ((0, 1, 2), (-2, -1, 0)),
+    3: ((-1, 0, 1, 2), (-2, -1, 0, 1)),
+}
+
+
+@lru_cache(maxsize=64)
+def upwind_weights(order: int, backward: bool):
+    if order not in _UPWIND_OFFSETS:
+        raise ValueError(f"upwind order must be 1, 2 or 3, got {order}")
+    offsets = _UPWIND_OFFSETS[order][1 if backward else 0]
+    w = fornberg_weights(0, list(offsets), 1)[1]
+    return offsets, tuple(float(v) for v in w)
+
+
+def _one_sided(u, axis, h, order, periodic):
+    nd = snp.ndim(u)
+    res = []
+    for backward in (False, True):
+        offsets, weights = upwind_weights(order, backward)
+        acc = None
+        for o, w in zip(offsets, weights):
+            off = [0] * nd
+            off[axis % nd] = o
+            term = snp.shift(u, tuple(off), "periodic" if periodic else "edge") * w
+            acc = term if acc is None else acc + term
+        res.append(acc / h)
+    if not periodic:
+        # Next to a boundary the one-sided stencils would read clamped values; use the
+        # accurate biased central rows there instead.
+        central = derivative(u, axis, 1, h, max(order, 2), periodic=False)
+        m = order + 1
+        res = [_blend_edges(r, central, axis % nd, m) for r in res]
+    return res
+
+
+def _blend_edges(r, central, axis, m):
+    n = snp.shape(r)[axis]
+    if n <= 2 * m:
+        return central
+    return snp.concatenate([_take(central, axis, 0, m), _take(r, axis, m, n - m),
+                            _take(central, axis, n - m, n)], axis=axis)
+
+
+# ---------------------------------------------------------------------------------------------
+# The same operators as sparse matrices (for implicit and steady solves)
+
+
+def derivative_matrix_1d(n: int, deriv: int, h: float, order: int = 2, periodic: bool = False):
+    """The n×n sparse matrix of :func:`derivative` along one axis."""
+    if deriv == 0:
+        return sps.identity(n, format="csr")
+    offsets, weights = central_weights(deriv, order)
+    rows, cols, vals = [], [], []
+    for i in range(n):
+        for o, w in zip(offsets, weights):
+            j = i + o
+            if periodic:
+                j %= n
+            elif not 0 <= j < n:
+                continue
+            rows.append(i), cols.append(j), vals.append(w)
+    a = sps.coo_matrix((vals, (rows, cols)), shape=(n, n)).tocsr()
+    if not periodic:
+        a = a.tolil()
+        brows = boundary_rows(deriv, order, n)
+        sign = -1.0 if deriv % 2 else 1.0
+        for i, nodes, w in brows:
+            a[i, :] = 0
+            a[n - 1 - i, :] = 0
+            for j, wj in zip(nodes, w):
+                a[i, j] = wj
+                a[n - 1 - i, n - 1 - j] = sign * wj
+        a = a.tocsr()
+    return a / h**deriv
+
+
+def kron_axis(mat1d, shape, axis):
+    """Apply a 1-D operator along ``axis`` of an array of ``shape`` (row-major ravel)."""
+    out = None
+    for k, n in enumerate(shape):
+        m = mat1d if k == axis else sps.identity(n, format="csr")
+        out = m if out is None else sps.kron(out, m, format="csr")
+    return out
+
+
+def upwind_matrix_1d(n: int, h: float, order: int, backward: bool, periodic: bool):
+    """The n×n sparse matrix of one side of :func:`upwind_first` (edges as it treats them)."""
+    offsets, weights = upwind_weights(order, backward)
+    rows, cols, vals = [], [], []
+    for i in range(n):
+        for o, w in zip(offsets, weights):
+            j = i + o
+            j = j % n if periodic else min(max(j, 0), n - 1)
+            rows.append(i), cols.append(j), vals.append(w)
+    a = sps.coo_matrix((vals, (rows, cols)), shape=(n, n)).tocsr() / h
+    if periodic:
+        return a
+    central = derivative_matrix_1d(n, 1, h, max(order, 2), False)
+    m = order + 1
+    if n <= 2 * m:
+        return central
+    keep = np.zeros(n)
+    keep[m:n - m] = 1.0
+    return (sps.diags(keep) @ a + sps.diags(1.0 - keep) @ central).tocsr()
