@@ -726,6 +726,13 @@ def _unrolled_rule(prim):
     return rule
 
 
+def _lazy_unrolled(name):
+    def rule(size, args, batched, **params):
+        return _unrolled_rule(P[name])(size, args, batched, **params)
+
+    return rule
+
+
 # ---------------------------------------------------------------------------------------------
 # The table
 
@@ -754,6 +761,9 @@ def _register():
             BATCH_RULES[name] = _stack_rule(prim)
         elif prim.family == "random":
             BATCH_RULES[name] = _unrolled_rule(prim)
+    # The linear map of a custom_vjp function (declared by autodiff.custom) exists only to be
+    # transposed; batched, it is applied per example.
+    BATCH_RULES.setdefault("custom_vjp_lin", _lazy_unrolled("custom_vjp_lin"))
 
 
 # iota has no operands, so it is never batched; listed so the table check sees it handled.

@@ -440,6 +440,21 @@ def _reduce_prod(K, series, *, axes, keepdims=False):
     return [[y0] + [None if c is None else L.reshape(c, out_shape) for c in acc[1:]]]
 
 
+@_rule("solve")
+def _solve(K, series):
+    """A y = b coefficient by coefficient: A_0 y_k = b_k - sum_{i>=1} A_i y_{k-i}."""
+    a, b = series
+    nd = abstractify(a[0]).ndim
+    batch = tuple(range(nd - 2))
+    dn = (((nd - 1,), (nd - 2,)), (batch, batch))
+    matmul = lambda m, v: bind(P["dot_general"], m, v, dimension_numbers=dn)  # noqa: E731
+    y = [bind(P["solve"], a[0], b[0])]
+    for k in range(1, K + 1):
+        rhs = sub(b[k], cauchy(a, y, k, matmul, lo=1))
+        y.append(None if rhs is None else bind(P["solve"], a[0], rhs))
+    return [y]
+
+
 # ---------------------------------------------------------------------------------------------
 # Rules: control flow (subgraphs become their Taylor-mode versions)
 
@@ -564,6 +579,18 @@ def _call(K, series, *, graph):
     return _collect(list(outs), out_has, K)
 
 
+def _call_like(K, series, *, graph, n_in=None, **_):
+    # checkpoint and custom_jvp/custom_vjp calls: Taylor mode differentiates the primal function
+    # (the custom first-order rules do not define higher coefficients); the result is a call.
+    n = len(series) if n_in is None else n_in
+    return _call(K, series[:n], graph=graph)
+
+
+# Registered by name: these primitives are declared by autodiff.checkpoint and autodiff.custom.
+for _n in ("checkpoint", "custom_jvp_call", "custom_vjp_call"):
+    TAYLOR_RULES[_n] = _call_like
+
+
 def _fix_has(has, avals):
     return [bool(h) and has_series(a) for h, a in zip(has, avals)]
 
@@ -665,7 +692,9 @@ PIECEWISE_LINEAR = (
     "dynamic_slice", "dynamic_update_slice",
 )
 # Library primitives that are not supported in Taylor mode yet (series through them raise).
-UNSUPPORTED = {"cholesky", "triangular_solve", "qr", "eigh", "lu", "solve"}
+UNSUPPORTED = {"cholesky", "triangular_solve", "qr", "eigh", "lu",
+               # the linear map of a custom_vjp function: only its transpose is defined
+               "custom_vjp_lin"}
 
 
 def _register():

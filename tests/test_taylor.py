@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
+import autodiff.checkpoint
+import autodiff.custom
 import sciml.numpy as snp  # noqa: F401  (registers numpy dispatch for traced arrays)
 from autodiff.errors import ArityError, ShapeError, UnsupportedError
 from autodiff.ops import control
@@ -179,6 +181,21 @@ def test_dot_general_and_reduce_prod_are_cauchy_products():
     _close(ds, want)
 
 
+def test_solve_series_vs_inverse_path():
+    rng = np.random.default_rng(3)
+    a0, a1 = np.eye(3) * 3 + rng.normal(size=(3, 3)), rng.normal(size=(3, 3))
+    b0, b1 = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    # y(t) = (a0 + t a1)^-1 (b0 + t b1): compare with the polynomial-in-t identities
+    # a(t) y(t) = b(t) coefficient by coefficient.
+    y, ys = jet(lambda a, b: bind(P["solve"], a, b), (a0, b0), ([a1, 0 * a1, 0 * a1],
+                                                                 [b1, 0 * b1, 0 * b1]))
+    c = [y] + [d / math.factorial(k + 1) for k, d in enumerate(ys)]
+    _close(a0 @ c[0], b0)
+    _close(a0 @ c[1] + a1 @ c[0], b1)
+    for k in (2, 3):
+        _close(a0 @ c[k] + a1 @ c[k - 1], np.zeros_like(b0))
+
+
 # Composite functions: k-th derivatives to order 8 against sympy's closed forms.
 xs = sp.Symbol("x")
 COMPOSITES = {
@@ -289,6 +306,17 @@ def test_jet_graphs_of_control_flow_verify():
         jg, has = jet_graph(g, k, [True])
         verify(jg)
         assert has == [True, True]
+
+
+def test_jet_through_checkpoint_and_custom_rules_uses_the_primal_function():
+    @autodiff.custom.custom_jvp
+    def f(x):
+        return np.sin(x) * x
+
+    f.defjvp(lambda p, t: (f(p[0]), (np.cos(p[0]) * p[0] + np.sin(p[0])) * t[0]))
+    ck = autodiff.checkpoint.checkpoint(lambda v: np.exp(v) * v)
+    _unrolled_vs_loop(lambda v: f(v) + ck(v), lambda v: np.sin(v) * v + np.exp(v) * v,
+                      np.array([0.2, 0.7]))
 
 
 def test_jet_through_call():

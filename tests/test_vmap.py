@@ -4,6 +4,8 @@ loop over the examples; nesting, control flow, pytrees of in_axes/out_axes, erro
 import numpy as np
 import pytest
 
+import autodiff.checkpoint
+import autodiff.custom
 import sciml.numpy as snp  # noqa: F401  (registers numpy dispatch for traced arrays)
 from autodiff.batching import BATCH_RULES, NEVER_BATCHED, vmap, vmap_graph
 from autodiff.errors import ArityError, ShapeError, UnsupportedError
@@ -91,6 +93,37 @@ def _sym(a):
     return a + a.T
 
 
+def _checkpoint_case():
+    return (autodiff.checkpoint.checkpoint(lambda x, y: np.sin(x) * y),
+            lambda r: [f64(r, 3), f64(r, 3)])
+
+
+def _custom_jvp_case():
+    @autodiff.custom.custom_jvp
+    def f(x, y):
+        return np.exp(x) * y
+
+    @f.defjvp
+    def _(primals, tangents):
+        (x, y), (tx, ty) = primals, tangents
+        return f(x, y), np.exp(x) * (tx * y + ty)
+
+    return f, lambda r: [f64(r, 3), f64(r, 3)]
+
+
+def _custom_vjp_case():
+    @autodiff.custom.custom_vjp
+    def f(x):
+        return np.tanh(x) * 2.0
+
+    f.defvjp(lambda x: (np.tanh(x) * 2.0, x), lambda x, ct: (ct * 2.0 / np.cosh(x) ** 2,))
+    return f, lambda r: [f64(r, 3)]
+
+
+# Primitives that only appear inside transformed graphs (no user function binds them).
+INTERNAL = {"custom_vjp_lin"}
+
+
 def _ints(r, hi, *shape):
     return r.integers(-1, hi, shape).astype(np.int64)
 
@@ -133,6 +166,9 @@ CASES = {
                     lambda r: [f64(r, 2, 3, 4), f64(r, 2, 4, 5)]),
     "call": (_prim("call", graph=_CALLEE), lambda r: [f64(r, 4), f64(r, 4)]),
     "cond": _cond_case(),
+    "checkpoint": _checkpoint_case(),
+    "custom_jvp_call": _custom_jvp_case(),
+    "custom_vjp_call": _custom_vjp_case(),
     "while_loop": _while_case(),
     "fori_loop": _fori_case(),
     "scan": _scan_case(),
@@ -162,7 +198,7 @@ def test_every_primitive_has_a_batching_rule():
 
 
 def test_every_batched_primitive_has_a_test_case():
-    missing = [n for n in PRIMITIVES if n not in CASES and n not in NEVER_BATCHED]
+    missing = [n for n in PRIMITIVES if n not in CASES and n not in NEVER_BATCHED | INTERNAL]
     assert not missing, f"primitives without a vmap test case: {missing}"
 
 
