@@ -44,8 +44,8 @@ npu program kernel: domain (5,) = 5 rows x 1 cols, tile 5 x 1, 1 tiles, ub 64/26
     copy_in s0 <- in0[i0] (float32)
     vmul s1 <- s0, s0
     vmul s1 <- s1, v2
-    vadd s1 <- s1, s0
-    copy_out out0[i0] <- s1 (float32)
+    vadd s0 <- s1, s0
+    copy_out out0[i0] <- s0 (float32)
 """
 
 from __future__ import annotations

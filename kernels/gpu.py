@@ -1,0 +1,692 @@
+"""The GPU target: prints a Kernel as CUDA C for ``cupy.RawModule`` and runs plans on the device.
+
+Printing (needs nothing but Python; ``nvcc --ptx`` checks the result in the tests):
+
+- no reduction: one thread per output point in a grid-stride loop over the flattened domain;
+- reductions over trailing loops (``depth > 0``): one block per kept row (grid-stride over rows),
+  threads stride over the reduced points, then a shared-memory tree reduction in the block;
+- full reductions (``depth == 0``): two passes, deterministic (no atomics): ``kernel`` writes
+  one partial per block, ``kernel_finish`` folds the partials in one block;
+- stencil and layout reads print the loop IR's index expressions (clamp, wrap, guards), so the
+  bounds handling is the CPU backend's;
+- float16/bfloat16 are stored as ``__half``/``__nv_bfloat16`` and computed in float; float32
+  sums and products accumulate in double (the loop IR's accumulator dtype); max/min propagate
+  NaN as numpy does.
+
+Running needs cupy and a CUDA device (``available()`` says which is missing, naming the
+backend). Arrays live on the device as cupy arrays: a jitted function takes numpy or cupy
+arrays and returns cupy arrays (bfloat16, which cupy lacks, travels as its uint16 bits and comes
+back as a host array). Library nodes (sorts, gathers, linear algebra, control flow) run their
+numpy reference on the host, with copies each way. Runs of consecutive kernels are captured in
+a CUDA graph on the second call of a plan and replayed afterwards.
+
+>>> from kernels.loopir import Buffer, Idx, Kernel, Let, Load, Op, Store
+>>> k = Kernel("k", (8,), [Buffer("in0", (8,), "float32")], [Buffer("out0", (8,), "float32")],
+...            [Let("v0", Load("in0", (Idx(0),))), Let("v1", Op("exp", ("v0",), {}, "float32",
+...             "float32")), Store("out0", (Idx(0),), "v1")])
+>>> print(print_kernel(k).split("extern")[1])  # doctest: +NORMALIZE_WHITESPACE
+"C" __global__ void k(const float* __restrict__ in0, float* __restrict__ out0) {
+  for (long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x; p < 8LL;
+       p += (long long)blockDim.x * gridDim.x) {
+    const long long i0 = p;
+    const float v0 = in0[i0];
+    const float v1 = expf(v0);
+    out0[i0] = (float)(v1);
+  }
+}
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from autodiff import dtypes
+from autodiff.errors import SciMLError, UnsupportedError
+from autodiff.ir import Const as GConst
+
+from . import templates
+from .fuse import Cluster
+from .loopir import (
+    Affine,
+    Clamp,
+    Const,
+    Idx,
+    IndexValue,
+    InRange,
+    Kernel,
+    Let,
+    Lit,
+    Load,
+    Op,
+    Store,
+    Wrap,
+)
+
+BLOCK = 256  # threads per block (the shared-memory reductions assume this power of two)
+REDUCE_BLOCKS = 256  # partial results of a full reduction
+MAX_GRID = 65535
+
+CTYPE = {"float64": "double", "float32": "float", "float16": "__half", "bfloat16": "__nv_bfloat16",
+         "int64": "long long", "int32": "int", "bool": "bool", "uint32": "unsigned int",
+         "uint8": "unsigned char", "int8": "signed char", "int16": "short",
+         "uint16": "unsigned short", "uint64": "unsigned long long"}
+HALF = {"float16", "bfloat16"}
+
+# -- scalar templates: BASE merged with CUDA's names ------------------------------------------
+
+_MATH = {"exp": "exp", "expm1": "expm1", "log": "log", "log1p": "log1p", "sqrt": "sqrt",
+         "sin": "sin", "cos": "cos", "tan": "tan", "tanh": "tanh", "sinh": "sinh", "cosh": "cosh",
+         "arcsin": "asin", "arccos": "acos", "arctan": "atan", "arcsinh": "asinh",
+         "arccosh": "acosh", "arctanh": "atanh", "erf": "erf", "floor": "floor", "ceil": "ceil",
+         "round": "rint", "abs": "fabs"}
+
+
+def _float_forms() -> dict:
+    out = {}
+    for prim, fn in _MATH.items():
+        out[(prim, "float64")] = f"{fn}({{0}})"
+        out[(prim, "float32")] = f"{fn}f({{0}})"
+    for d, s in (("float64", ""), ("float32", "f")):
+        one = "1.0" if d == "float64" else "1.0f"
+        out.update({
+            ("rsqrt", d): f"({one} / sqrt{s}({{0}}))", ("pow", d): f"pow{s}({{0}}, {{1}})",
+            ("atan2", d): f"atan2{s}({{0}}, {{1}})", ("mod", d): "sc_fmod({0}, {1})",
+            ("floor_divide", d): "sc_ffloordiv({0}, {1})", ("sign", d): "sc_fsign({0})",
+            ("isnan", d): "isnan({0})", ("isinf", d): "isinf({0})",
+            ("isfinite", d): "isfinite({0})", ("real", d): "{0}", ("conj", d): "{0}",
+            ("imag", d): f"({one} * 0)",
+        })
+    return out
+
+
+def _int_forms() -> dict:
+    out = {}
+    for d in ("int32", "int64"):
+        out.update({
+            ("abs", d): "(({0}) < 0 ? -({0}) : ({0}))", ("sign", d): "(({0} > 0) - ({0} < 0))",
+            ("not", d): "(~{0})", ("mod", d): "sc_imod({0}, {1})",
+            ("floor_divide", d): "sc_ifloordiv({0}, {1})", ("isnan", d): "false",
+            ("isinf", d): "false", ("isfinite", d): "true", ("real", d): "{0}",
+            ("conj", d): "{0}", ("imag", d): "0", ("pow", d): "sc_ipow({0}, {1})",
+        })
+    return out
+
+
+_BOOL = {("not", "bool"): "(!{0})", ("neg", "bool"): "{0}", ("abs", "bool"): "{0}",
+         ("sign", "bool"): "{0}", ("add", "bool"): "({0} || {1})",
+         ("mul", "bool"): "({0} && {1})", ("and", "bool"): "({0} && {1})",
+         ("or", "bool"): "({0} || {1})", ("xor", "bool"): "({0} != {1})",
+         ("maximum", "bool"): "({0} || {1})", ("minimum", "bool"): "({0} && {1})",
+         ("isnan", "bool"): "false", ("isinf", "bool"): "false", ("isfinite", "bool"): "true"}
+CUDA_OVERRIDES = {
+    "maximum": "sc_max({0}, {1})", "minimum": "sc_min({0}, {1})",
+    "select": "({0} ? {1} : {2})", "integer_pow": templates.integer_pow,
+    **_float_forms(), **_int_forms(), **_BOOL,
+}
+TABLE = templates.merged(templates.BASE, CUDA_OVERRIDES)
+# BASE prints exp/log/... by their double names; float32 has its own (expf), others none.
+for _p in ("exp", "log", "sqrt", "sin", "cos", "tan", "tanh"):
+    TABLE.pop(_p, None)
+
+# Helpers the templates call: numpy's semantics where C's differ (NaN-propagating max/min,
+# floor division and modulo with the divisor's sign, sign of NaN).
+PRELUDE = r"""template <typename T> __device__ __forceinline__ T sc_max(T a, T b) {
+  return (a > b || a != a) ? a : b;
+}
+template <typename T> __device__ __forceinline__ T sc_min(T a, T b) {
+  return (a < b || a != a) ? a : b;
+}
+template <typename T> __device__ __forceinline__ T sc_fmod(T a, T b) {
+  T r = fmod(a, b);
+  if (r != 0 && ((r < 0) != (b < 0))) r += b;
+  return r;
+}
+template <typename T> __device__ __forceinline__ T sc_ffloordiv(T a, T b) {
+  return floor(a / b);
+}
+template <typename T> __device__ __forceinline__ T sc_fsign(T a) {
+  return a != a ? a : (T)((a > 0) - (a < 0));
+}
+template <typename T> __device__ __forceinline__ T sc_imod(T a, T b) {
+  if (b == 0) return 0;
+  T r = a % b;
+  if (r != 0 && ((r < 0) != (b < 0))) r += b;
+  return r;
+}
+template <typename T> __device__ __forceinline__ T sc_ifloordiv(T a, T b) {
+  if (b == 0) return 0;
+  T q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) q -= 1;
+  return q;
+}
+template <typename T> __device__ __forceinline__ T sc_ipow(T a, T b) {
+  T r = 1;
+  while (b > 0) { if (b & 1) r *= a; a *= a; b >>= 1; }
+  return r;
+}
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Printing
+
+
+def print_kernel(k: Kernel, table: dict | None = None, name: str | None = None) -> str:
+    """CUDA C defining ``extern "C" __global__ void <name>`` (and ``<name>_finish`` for full
+    reductions), to compile with ``cupy.RawModule`` or ``nvcc``."""
+    p = _Printer(k, TABLE if table is None else table)
+    name = name or k.name
+    if not k.reductions:
+        body = p.elementwise(name)
+    elif k.depth == 0:
+        body = p.full_reduction(name)
+    else:
+        body = p.row_reduction(name)
+    heads = []
+    if p.uses("float16"):
+        heads.append("#include <cuda_fp16.h>")
+    if p.uses("bfloat16"):
+        heads.append("#include <cuda_bf16.h>")
+    return "\n".join(heads + [PRELUDE, body])
+
+
+class _Printer:
+    def __init__(self, k: Kernel, table: dict):
+        self.k, self.table = k, table
+        self.dtypes = {b.name: b.dtype for b in k.inputs + k.outputs}
+        self.shapes = {b.name: b.shape for b in k.inputs + k.outputs}
+        self.types: dict[str, str] = {}  # scalar name -> compute dtype
+
+    def uses(self, d: str) -> bool:
+        return d in self.dtypes.values()
+
+    # -- kernels ------------------------------------------------------------------------------
+
+    def params(self, extra: list[str] = ()) -> str:
+        ins = [f"const {CTYPE[b.dtype]}* __restrict__ {b.name}" for b in self.k.inputs]
+        outs = [f"{CTYPE[b.dtype]}* __restrict__ {b.name}" for b in self.k.outputs]
+        return ", ".join(ins + outs + list(extra))
+
+    def elementwise(self, name: str) -> str:
+        n = math.prod(self.k.domain)
+        lines = [f'extern "C" __global__ void {name}({self.params()}) {{',
+                 f"  for (long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x; "
+                 f"p < {n}LL; p += (long long)blockDim.x * gridDim.x) {{"]
+        lines += ["    " + s for s in self.decompose("p", self.k.domain, 0)]
+        lines += ["    " + s for s in self.statements()]
+        return "\n".join(lines + ["  }", "}", ""])
+
+    def row_reduction(self, name: str) -> str:
+        k = self.k
+        rows, cols = math.prod(k.domain[:k.depth]), math.prod(k.domain[k.depth:])
+        lines = [f'extern "C" __global__ void {name}({self.params()}) {{']
+        lines += [f"  __shared__ {CTYPE[r.acc_dtype]} sh{j}[{BLOCK}];"
+                  for j, r in enumerate(k.reductions)]
+        lines.append(f"  for (long long row = blockIdx.x; row < {rows}LL; row += gridDim.x) {{")
+        lines += [f"    {CTYPE[r.acc_dtype]} acc{j} = {self.init(r)};"
+                  for j, r in enumerate(k.reductions)]
+        lines.append(f"    for (long long col = threadIdx.x; col < {cols}LL; col += blockDim.x)"
+                     " {")
+        lines += ["      " + s for s in self.decompose("row", k.domain[:k.depth], 0)]
+        lines += ["      " + s for s in self.decompose("col", k.domain[k.depth:], k.depth)]
+        lines += ["      " + s for s in self.statements()]
+        lines += ["      " + self.accumulate(j, r) for j, r in enumerate(k.reductions)]
+        lines.append("    }")
+        lines += ["    " + s for s in self.block_reduce()]
+        lines += [f"    if (threadIdx.x == 0) {r.buf}[row] = {self.store(f'sh{j}[0]', r.buf)};"
+                  for j, r in enumerate(k.reductions)]
+        lines += ["    __syncthreads();  // sh is reused by the next row", "  }", "}", ""]
+        return "\n".join(lines)
+
+    def full_reduction(self, name: str) -> str:
+        """Pass 1: one partial per block (grid-stride); pass 2: one block folds the partials."""
+        k = self.k
+        n = math.prod(k.domain)
+        reds = k.reductions
+        parts = [f"{CTYPE[r.acc_dtype]}* __restrict__ part{j}" for j, r in enumerate(reds)]
+        lines = [f'extern "C" __global__ void {name}({self.params(parts)}) {{']
+        lines += [f"  __shared__ {CTYPE[r.acc_dtype]} sh{j}[{BLOCK}];" for j, r in enumerate(reds)]
+        lines += [f"  {CTYPE[r.acc_dtype]} acc{j} = {self.init(r)};" for j, r in enumerate(reds)]
+        lines.append(f"  for (long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x; "
+                     f"p < {n}LL; p += (long long)blockDim.x * gridDim.x) {{")
+        lines += ["    " + s for s in self.decompose("p", k.domain, 0)]
+        lines += ["    " + s for s in self.statements()]
+        lines += ["    " + self.accumulate(j, r) for j, r in enumerate(reds)]
+        lines.append("  }")
+        lines += ["  " + s for s in self.block_reduce()]
+        lines += [f"  if (threadIdx.x == 0) part{j}[blockIdx.x] = sh{j}[0];"
+                  for j in range(len(reds))]
+        lines += ["}", ""]
+        cparts = [f"const {CTYPE[r.acc_dtype]}* __restrict__ part{j}" for j, r in enumerate(reds)]
+        outs = [f"{CTYPE[b.dtype]}* __restrict__ {b.name}" for b in k.outputs]
+        lines.append(f'extern "C" __global__ void {name}_finish({", ".join(cparts + outs)}) {{')
+        lines += [f"  __shared__ {CTYPE[r.acc_dtype]} sh{j}[{BLOCK}];" for j, r in enumerate(reds)]
+        lines += [f"  {CTYPE[r.acc_dtype]} acc{j} = {self.init(r)};" for j, r in enumerate(reds)]
+        lines.append(f"  for (int b = threadIdx.x; b < {REDUCE_BLOCKS}; b += blockDim.x) {{")
+        lines += ["    " + self.accumulate(j, r, f"part{j}[b]") for j, r in enumerate(reds)]
+        lines.append("  }")
+        lines += ["  " + s for s in self.block_reduce()]
+        lines += [f"  if (threadIdx.x == 0) {r.buf}[0] = {self.store(f'sh{j}[0]', r.buf)};"
+                  for j, r in enumerate(reds)]
+        return "\n".join(lines + ["}", ""])
+
+    def decompose(self, flat: str, dims, first: int) -> list[str]:
+        """Loop indices i<first>.. from a flat row-major position over ``dims``."""
+        out, stride = [], math.prod(dims)
+        for d, n in enumerate(dims):
+            stride //= n
+            e = flat if stride == 1 else f"({flat} / {stride}LL)"
+            if d > 0:
+                e = f"({e} % {n}LL)"
+            out.append(f"const long long i{first + d} = {e};")
+        return out
+
+    # -- reductions ---------------------------------------------------------------------------
+
+    def init(self, r) -> str:
+        d = r.acc_dtype
+        if d == "bool":
+            return {"sum": "false", "prod": "true", "max": "false", "min": "true"}[r.op]
+        if r.op in ("sum", "prod"):
+            return f"({CTYPE[d]})({0 if r.op == 'sum' else 1})"
+        if d.startswith(("int", "uint")):
+            info = np.iinfo(dtypes.dtype(d))
+            v = info.min if r.op == "max" else info.max
+            return f"({CTYPE[d]})({v}{'LL' if d == 'int64' else ''})" if v != -(2 ** 63) else \
+                "(-9223372036854775807LL - 1)"
+        return _literal(-math.inf if r.op == "max" else math.inf, d)
+
+    def combine(self, r, a, b) -> str:
+        if r.acc_dtype == "bool":
+            return {"sum": f"({a} || {b})", "prod": f"({a} && {b})", "max": f"({a} || {b})",
+                    "min": f"({a} && {b})"}[r.op]
+        return {"sum": f"({a} + {b})", "prod": f"({a} * {b})", "max": f"sc_max({a}, {b})",
+                "min": f"sc_min({a}, {b})"}[r.op]
+
+    def accumulate(self, j, r, value=None) -> str:
+        v = value or f"({CTYPE[r.acc_dtype]})({r.value})"
+        return f"acc{j} = {self.combine(r, f'acc{j}', v)};"
+
+    def block_reduce(self) -> list[str]:
+        reds = self.k.reductions
+        out = [f"sh{j}[threadIdx.x] = acc{j};" for j in range(len(reds))]
+        out += ["__syncthreads();",
+                f"for (int s = {BLOCK // 2}; s > 0; s >>= 1) {{",
+                "  if (threadIdx.x < s) {"]
+        out += [f"    sh{j}[threadIdx.x] = {self.combine(r, f'sh{j}[threadIdx.x]', f'sh{j}[threadIdx.x + s]')};"  # noqa: E501
+                for j, r in enumerate(reds)]
+        return out + ["  }", "  __syncthreads();", "}"]
+
+    # -- statements ---------------------------------------------------------------------------
+
+    def statements(self) -> list[str]:
+        out = []
+        for s in self.k.body:
+            if isinstance(s, Let):
+                dt = self.dtype_of(s.expr)
+                self.types[s.name] = dt
+                out.append(f"const {CTYPE[dt]} {s.name} = {self.expr(s.expr)};")
+            elif isinstance(s, Store):
+                out.append(f"{s.buf}[{self.flat(s.buf, s.index)}] = {self.store(s.value, s.buf)};")
+        return out
+
+    def dtype_of(self, e) -> str:
+        if isinstance(e, Load):
+            d = self.dtypes[e.buf]
+            return "float32" if d in HALF else d
+        if isinstance(e, (Const, IndexValue)):
+            return e.dtype
+        if isinstance(e, InRange):
+            return "bool"
+        return e.dtype
+
+    def store(self, value: str, buf: str) -> str:
+        d = self.dtypes[buf]
+        if d == "float16":
+            return f"__float2half_rn({value})"
+        if d == "bfloat16":
+            return f"__float2bfloat16_rn({value})"
+        return f"({CTYPE[d]})({value})"
+
+    def expr(self, e) -> str:
+        if isinstance(e, Load):
+            v = f"{e.buf}[{self.flat(e.buf, e.index)}]"
+            d = self.dtypes[e.buf]
+            return {"float16": f"__half2float({v})", "bfloat16": f"__bfloat162float({v})"}.get(
+                d, v)
+        if isinstance(e, Const):
+            return _literal(e.value, e.dtype)
+        if isinstance(e, IndexValue):
+            return f"({CTYPE[e.dtype]})({self.ix(e.index)})"
+        if isinstance(e, InRange):
+            return " && ".join(f"({lo}LL <= {self.ix(x)} && {self.ix(x)} < {hi}LL)"
+                               for x, lo, hi in e.checks)
+        if isinstance(e, Op):
+            return self.op(e)
+        raise TypeError(f"gpu printer: unknown expression {e!r}")
+
+    def op(self, e: Op) -> str:
+        if e.prim == "convert":
+            return _convert(e.args[0], e.in_dtype, str(e.params["new_dtype"]))
+        text = templates.render(self.table, e.prim, list(e.args), e.params, e.in_dtype)
+        return f"({CTYPE[e.dtype]})({text})" if e.dtype != e.in_dtype else text
+
+    def flat(self, buf: str, index) -> str:
+        """Row-major offset of ``index`` in ``buf``."""
+        shape = self.shapes[buf]
+        terms, stride = [], 1
+        for x, n in reversed(list(zip(index, shape))):
+            if not (isinstance(x, Lit) and x.value == 0):
+                terms.append(self.ix(x) if stride == 1 else f"{self.ix(x)} * {stride}LL")
+            stride *= n
+        return " + ".join(reversed(terms)) or "0"
+
+    def ix(self, x) -> str:
+        if isinstance(x, Idx):
+            return f"i{x.dim}"
+        if isinstance(x, Lit):
+            return f"{x.value}LL"
+        if isinstance(x, Affine):
+            s = self.ix(x.base) if x.scale == 1 else f"{x.scale}LL * {self.ix(x.base)}"
+            return f"({s} + {x.offset}LL)" if x.offset else s
+        if isinstance(x, Clamp):
+            return f"min(max({self.ix(x.e)}, {x.lo}LL), {x.hi}LL)"
+        if isinstance(x, Wrap):  # e in [-n, 2n): one period added keeps % non-negative
+            return f"(({self.ix(x.e)} + {x.n}LL) % {x.n}LL)"
+        raise TypeError(f"gpu printer: unknown index expression {x!r}")
+
+
+def _convert(arg: str, src: str, dst: str) -> str:
+    if dst == "bool":
+        return f"({arg} != 0)"
+    if dst == "float16":  # round through the storage type, compute in float
+        return f"__half2float(__float2half_rn((float)({arg})))"
+    if dst == "bfloat16":
+        return f"__bfloat162float(__float2bfloat16_rn((float)({arg})))"
+    return f"({CTYPE[dst]})({arg})"
+
+
+def _literal(value, dtype: str) -> str:
+    if dtype == "bool":
+        return "true" if value else "false"
+    if dtype in ("float32", "float64", "float16", "bfloat16"):
+        x = float(value)
+        f32 = dtype != "float64"
+        if math.isnan(x):
+            return "__int_as_float(0x7fc00000)" if f32 else "__longlong_as_double(0x7ff8000000000000LL)"  # noqa: E501
+        if math.isinf(x):
+            inf = "__int_as_float(0x7f800000)" if f32 else "__longlong_as_double(0x7ff0000000000000LL)"  # noqa: E501
+            return inf if x > 0 else f"(-{inf})"
+        text = repr(x) if "e" in repr(x) or "." in repr(x) else repr(x) + ".0"
+        return f"{text}f" if f32 else text
+    v = int(value)
+    return f"({CTYPE[dtype]})({v}LL)"
+
+
+# ---------------------------------------------------------------------------------------------
+# What the GPU target fuses
+
+_GPU_DTYPES = {"bool", "int32", "int64", "float16", "bfloat16", "float32", "float64"}
+
+
+def can_fuse(node) -> bool:
+    """Whether this printer can put ``node`` in a kernel (complex numbers run on the host)."""
+    avals = [a.aval for a in node.inputs] + [o.aval for o in node.outputs]
+    if not {str(a.dtype) for a in avals} <= _GPU_DTYPES:
+        return False
+    name = node.prim.name
+    if "elementwise" not in node.prim.tags or name in ("convert", "select"):
+        return True
+    in_dt = str(node.inputs[-1].aval.dtype)
+    in_dt = "float32" if in_dt in HALF else in_dt
+    return templates.lookup(TABLE, name, in_dt) is not None
+
+
+def cuda_source(fun, *args) -> object:
+    """The compiled form of ``fun`` for the gpu without compiling or running anything
+    (``Compiled`` with graph, groups, kernels and CUDA sources), so it works without a GPU."""
+    from autodiff.trace import make_graph
+
+    from .jit import compile_graph
+
+    return compile_graph(make_graph(fun, *args), "gpu", build=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The runtime (cupy)
+
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError as e:
+        raise UnsupportedError(
+            "jit: backend 'gpu' needs cupy (pip install 'sciml[gpu]', i.e. cupy-cuda12x) and a "
+            f"CUDA device; cupy is not importable here ({e}). Use backend='cpu', or read the "
+            "generated CUDA with kernels.gpu.cuda_source(f, *args)") from None
+    return cupy
+
+
+def available():
+    """Raise UnsupportedError naming what is missing: cupy, or a CUDA device."""
+    cp = _cupy()
+    try:
+        n = cp.cuda.runtime.getDeviceCount()
+    except Exception as e:  # cupy raises its own CUDARuntimeError without a driver
+        raise UnsupportedError(f"jit: backend 'gpu' found no CUDA device ({e})") from None
+    if n == 0:
+        raise UnsupportedError("jit: backend 'gpu' found no CUDA device")
+
+
+def as_array(x, aval):
+    """Device arrays stay on the device (cast when the dtype differs); the rest via numpy."""
+    if hasattr(x, "__cuda_array_interface__"):
+        return x if x.dtype == aval.dtype else x.astype(aval.dtype)
+    arr = np.asarray(x)
+    return arr if arr.dtype == aval.dtype else arr.astype(aval.dtype)
+
+
+def _device_dtype(d: str):
+    return np.dtype(np.uint16) if d == "bfloat16" else np.dtype(dtypes.dtype(d))
+
+
+def to_device(x, dtype: str):
+    """A cupy array holding ``x`` in storage dtype ``dtype`` (bfloat16 as its uint16 bits)."""
+    cp = _cupy()
+    if hasattr(x, "__cuda_array_interface__"):
+        return x.view(np.uint16) if dtype == "bfloat16" and x.dtype != np.uint16 else x
+    arr = np.asarray(x)
+    if dtype == "bfloat16":
+        arr = arr.astype(dtypes.bfloat16).view(np.uint16)
+    elif arr.dtype != dtypes.dtype(dtype):
+        arr = arr.astype(dtypes.dtype(dtype))
+    return cp.asarray(np.ascontiguousarray(arr))
+
+
+def to_host(x, dtype: str | None = None) -> np.ndarray:
+    """A numpy array of a device (or host) array; uint16 bits become bfloat16 for ``dtype``."""
+    arr = x.get() if hasattr(x, "__cuda_array_interface__") else np.asarray(x)
+    if dtype == "bfloat16" and arr.dtype == np.uint16:
+        arr = arr.view(dtypes.bfloat16)
+    return arr
+
+
+class GPUKernel:
+    """One compiled kernel: launches it (and the finishing pass of a full reduction)."""
+
+    def __init__(self, source: str, kernel: Kernel):
+        cp = _cupy()
+        self.kernel = kernel
+        try:
+            module = cp.RawModule(code=source, options=("--std=c++17",))
+            self.fn = module.get_function("kernel")
+            self.finish = (module.get_function("kernel_finish")
+                           if kernel.reductions and kernel.depth == 0 else None)
+        except Exception as e:
+            raise SciMLError(f"gpu: kernel {kernel.name} failed to compile: {e}") from None
+        self.parts = [cp.empty(REDUCE_BLOCKS, dtypes.dtype(r.acc_dtype))
+                      for r in kernel.reductions] if self.finish is not None else []
+
+    def grid(self) -> int:
+        k = self.kernel
+        if self.finish is not None:
+            return REDUCE_BLOCKS
+        if k.reductions:
+            return min(math.prod(k.domain[:k.depth]), MAX_GRID)
+        return max(1, min(-(-math.prod(k.domain) // BLOCK), MAX_GRID))
+
+    def __call__(self, *arrays):
+        n_in = len(self.kernel.inputs)
+        if self.finish is None:
+            self.fn((self.grid(),), (BLOCK,), tuple(arrays))
+            return
+        self.fn((REDUCE_BLOCKS,), (BLOCK,), tuple(arrays) + tuple(self.parts))
+        self.finish((1,), (BLOCK,), tuple(self.parts) + tuple(arrays[n_in:]))
+
+
+def compile_kernel(source: str, kernel: Kernel):
+    """The jit hook: compile with NVRTC through cupy (cupy keeps its own kernel cache)."""
+    return GPUKernel(source, kernel)
+
+
+class Plan:
+    """Runs kernels on the device and library nodes on the host; captures runs of kernels in
+    CUDA graphs from the second call on (same constructor as ``kernels.plan.Plan``)."""
+
+    def __init__(self, graph, groups, kernels, fns, runner_for, reuse_outputs=False,
+                 use_graphs=True):
+        self.graph, self.reuse_outputs, self.use_graphs = graph, reuse_outputs, use_graphs
+        self.segments: list = []  # lists of kernel steps, or one library step
+        for g in groups:
+            if isinstance(g, Cluster):
+                step = (fns[g.index], kernels[g.index], g.inputs, g.outputs)
+                if self.segments and isinstance(self.segments[-1], _Segment):
+                    self.segments[-1].steps.append(step)
+                else:
+                    self.segments.append(_Segment([step]))
+            else:
+                self.segments.append((g.node, runner_for(g.node)))
+        self.calls = 0
+
+    def __call__(self, args) -> list:
+        env = {p.id: (a, str(p.aval.dtype)) for p, a in zip(self.graph.params, args)}
+        for seg in self.segments:
+            if isinstance(seg, _Segment):
+                seg.run(env, capture=self.use_graphs and self.calls >= 1)
+            else:
+                _run_library(seg, env)
+        self.calls += 1
+        return [self._output(o, env) for o in self.graph.outputs]
+
+    def _output(self, o, env):
+        if isinstance(o, GConst):
+            return to_device(o.value, str(o.aval.dtype)) if o.aval.dtype != dtypes.bfloat16 \
+                else o.value.copy()
+        x, d = env[o.id]
+        if d == "bfloat16":
+            return to_host(x, d).reshape(o.aval.shape)
+        x = to_device(x, d).reshape(o.aval.shape)
+        return x if self.reuse_outputs else x.copy()
+
+    def count_kernels(self) -> int:
+        return sum(len(s.steps) for s in self.segments if isinstance(s, _Segment))
+
+
+def _get(env, a):
+    if isinstance(a, GConst):
+        return a.value, str(a.aval.dtype)
+    return env[a.id]
+
+
+def _run_library(seg, env):
+    node, runner = seg
+    args = [to_host(*_get(env, a)) for a in node.inputs]
+    out = runner(*args)
+    outs = out if node.prim.multiple_results else (out,)
+    for v, o in zip(node.outputs, outs):
+        arr = np.asarray(o)
+        if arr.dtype != v.aval.dtype:
+            arr = arr.astype(v.aval.dtype)
+        env[v.id] = (arr, str(v.aval.dtype))
+
+
+class _Segment:
+    """Consecutive kernel steps with plan-owned device buffers, replayed as a CUDA graph."""
+
+    def __init__(self, steps):
+        self.steps = steps
+        self.buffers: dict = {}  # var id (or const id) -> device array owned by the segment
+        self.graph = None
+
+    def _buffer(self, key, shape, dtype):
+        cp = _cupy()
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = self.buffers[key] = cp.empty(shape, _device_dtype(dtype))
+        return buf
+
+    def run(self, env, capture: bool):
+        cp = _cupy()
+        if getattr(self, "stream", None) is None:
+            # A blocking stream of our own: copies, launches and captures are ordered on it,
+            # and capture cannot use the legacy default stream.
+            self.stream = cp.cuda.Stream(non_blocking=False)
+        with self.stream:
+            self._run(env, capture)
+        self.stream.synchronize()
+
+    def _run(self, env, capture: bool):
+        made = {o.id for _, _, _, outs in self.steps for o in outs}
+        # Inputs from outside the segment are copied into owned buffers: the graph replays
+        # fixed addresses.
+        for _, k, ins, _ in self.steps:
+            for a, b in zip(ins, k.inputs):
+                key = id(a) if isinstance(a, GConst) else a.id
+                if key in made:
+                    continue
+                x = to_device(*_get(env, a)).reshape(b.shape)
+                self._buffer(("in", key), b.shape, b.dtype)[...] = x
+        if capture and self.graph is None:
+            self.stream.begin_capture()
+            self._launch()
+            self.graph = self.stream.end_capture()
+        if self.graph is not None:
+            self.graph.launch(self.stream)
+        else:
+            self._launch()
+        for _, k, _, outs in self.steps:
+            for v, b in zip(outs, k.outputs):
+                env[v.id] = (self.buffers[("out", v.id)].reshape(v.aval.shape), b.dtype)
+
+    def _launch(self):
+        for fn, k, ins, outs in self.steps:
+            args = []
+            for a, b in zip(ins, k.inputs):
+                key = id(a) if isinstance(a, GConst) else a.id
+                src = self.buffers.get(("out", key))
+                args.append(src.reshape(b.shape) if src is not None
+                            else self.buffers[("in", key)])
+            args += [self._buffer(("out", v.id), b.shape, b.dtype)
+                     for v, b in zip(outs, k.outputs)]
+            fn(*args)
+
+
+def library_runner(node):
+    """Control flow runs its subgraphs through gpu plans, with host arrays at the boundary."""
+    from .jit import CONTROL_RUNNERS, compile_graph
+
+    make = CONTROL_RUNNERS.get(node.prim.name)
+    if make is None:
+        return None
+    plans: dict = {}
+
+    def sub(g, args, slot=None):
+        plan = plans.get(id(g))
+        if plan is None:
+            plan = plans[id(g)] = compile_graph(g, "gpu").plan
+        outs = plan(list(args))
+        return [to_host(o, str(v.aval.dtype)) for o, v in zip(outs, g.outputs)]
+
+    return make(node, sub)
