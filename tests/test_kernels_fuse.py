@@ -197,3 +197,14 @@ def test_reuse_outputs_fed_back_as_input_stays_correct():
         u = step(u)
         want = np.roll(want, -1) * 0.5 + want
     np.testing.assert_allclose(u, want, rtol=1e-14)
+
+
+def test_jit_of_grad_runs_fused():
+    def f(x):
+        return (np.sin(x) * np.exp(-x * x)).sum()
+
+    x = np.linspace(-1, 1, 1000)
+    g = kjit(sciml.grad(f))
+    want = (np.cos(x) - 2 * x * np.sin(x)) * np.exp(-x * x)
+    np.testing.assert_allclose(g(x), want, rtol=1e-12, atol=1e-15)
+    assert g.lower(x).count_kernels() == 1
