@@ -661,14 +661,42 @@ def _masked_while(carry, cc, bc, cgraph, body, max_steps):
 def _fori_rule(size, args, batched, *, body, num_carry):
     lower, upper = args[:2]
     if batched[0] or batched[1]:
-        raise UnsupportedError("vmap of fori_loop: batched loop bounds are not supported; "
-                               "write the loop as while_loop (which masks finished examples)")
+        return _fori_as_while(size, args, batched, body, num_carry)
     carry, caps = args[2:2 + num_carry], args[2 + num_carry:]
     fc, fcap = batched[2:2 + num_carry], batched[2 + num_carry:]
     g, cflags, _ = _carry_fixpoint(body, fc, fcap, size, prefix=1)
     carry = [_ensure(c, b, size) if want else c for c, b, want in zip(carry, fc, cflags)]
     outs = bind(P["fori_loop"], lower, upper, *carry, *caps, body=g, num_carry=num_carry)
     return list(outs), cflags
+
+
+def _fori_as_while(size, args, batched, body, num_carry):
+    """Batched trip counts: the loop becomes a while_loop on (i, *carry) with the bound as a
+    captured value, which the while rule masks per example."""
+    lower, upper = args[:2]
+    carry, caps = list(args[2:2 + num_carry]), list(args[2 + num_carry:])
+    i_aval = body.in_avals[0].strong()
+    c_avals = [i_aval] + body.in_avals[1:1 + num_carry]
+    cap_avals = body.in_avals[1 + num_carry:]
+    u_aval = abstractify(upper).strong().update(shape=())
+
+    def cond(i, *rest):
+        return bind(P["lt"], i, bind(P["convert"], rest[-1], new_dtype=i_aval.dtype))
+
+    def step(i, *rest):
+        c, cp = list(rest[:num_carry]), list(rest[num_carry:])
+        one = np.ones((), i_aval.dtype)
+        return [bind(P["add"], i, one)] + inline(body, [i] + c + cp)
+
+    cg, _, _ = trace_flat(cond, c_avals + [u_aval], "cond")
+    bg, _, _ = trace_flat(step, c_avals + cap_avals, "body")
+    lo = bind(P["convert"], lower, new_dtype=i_aval.dtype)
+    outs, flags = _while_rule(size, [lo] + carry + [upper] + caps,
+                              [batched[0]] + list(batched[2:2 + num_carry]) + [batched[1]] +
+                              list(batched[2 + num_carry:]),
+                              cond_graph=cg, body_graph=bg, num_carry=num_carry + 1,
+                              num_cond_captures=1)
+    return outs[1:], flags[1:]
 
 
 def _scan_rule(size, args, batched, *, body, length, num_carry, num_xs, reverse=False):

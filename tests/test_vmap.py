@@ -8,7 +8,7 @@ import autodiff.checkpoint
 import autodiff.custom
 import sciml.numpy as snp  # noqa: F401  (registers numpy dispatch for traced arrays)
 from autodiff.batching import BATCH_RULES, NEVER_BATCHED, vmap, vmap_graph
-from autodiff.errors import ArityError, ShapeError, UnsupportedError
+from autodiff.errors import ArityError, ShapeError
 from autodiff.interpret import eval_graph
 from autodiff.ops import control
 from autodiff.ops.elementwise import BINARY, UNARY
@@ -324,9 +324,15 @@ def test_errors_name_sizes_and_axes():
         vmap(lambda a: a, in_axes=None)(np.ones(3))
 
 
-def test_fori_with_batched_bounds_is_unsupported():
-    with pytest.raises(UnsupportedError, match="fori_loop"):
-        vmap(lambda n: control.fori_loop(0, n, lambda i, c: c + 1.0, 0.0))(np.array([1, 2]))
+def test_fori_with_batched_bounds_runs_each_trip_count():
+    def f(lo, n, x):
+        return control.fori_loop(lo, n, lambda i, c: c * x + i, 1.0)
+
+    lo, n, x = np.array([0, 1, 2]), np.array([3, 0, 5]), np.array([0.5, 2.0, 1.5])
+    want = [f(int(a), int(b), c) for a, b, c in zip(lo, n, x)]
+    np.testing.assert_allclose(vmap(f)(lo, n, x), want, rtol=1e-14)
+    np.testing.assert_allclose(vmap(f, in_axes=(None, 0, None))(1, n, 2.0),
+                               [f(1, int(b), 2.0) for b in n], rtol=1e-14)
 
 
 def test_per_example_gradients_and_jacobians_compose():
