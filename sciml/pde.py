@@ -140,6 +140,20 @@ def _explicit(disc, state, t0, times, params, method, dt, progress):
     def rhs(t, y, p):
         return disc.rhs(t, y, p)
 
+    psyms = list(disc.system.params)
+
+    def advance(y, t, h, n, *pvals):
+        p = dict(zip(psyms, pvals))
+        return fori_loop(0, n, lambda i, yy: step(rhs, t + i * h, yy, h, p), y)
+
+    eager = not traced and not is_tracing()
+    total_work = (times[-1] - t0) / dt * int(np.prod(disc.grid.shape)) * len(disc.bcs)
+    if eager and jit_enabled(total_work):
+        # One compiled plan advances any number of steps: t, h, n and the parameters are
+        # runtime arguments, so every frame reuses it.
+        from kernels.jit import jit
+
+        advance = jit(advance)
     frames, t, y = [], t0, state
     bar = _progress(progress, len(times))
     for target in times:
@@ -147,14 +161,30 @@ def _explicit(disc, state, t0, times, params, method, dt, progress):
         n = int(math.ceil(span / dt - 1e-9)) if span > 0 else 0
         if n:
             h = span / n
-            y = fori_loop(0, n, lambda i, yy, t=t, h=h: step(rhs, t + i * h, yy, h, params), y)
-            if not traced and not is_tracing():
+            pv = [params[p] for p in psyms]
+            if eager:
+                y = advance(np.asarray(y, float), np.float64(t), np.float64(h), np.int64(n),
+                            *[np.float64(v) for v in pv])
                 _check_state(disc, y, t, target, n)
+            else:
+                y = advance(y, t, h, n, *pv)
         t = target
         frames.append(disc.apply_bc(t, y, params))
         bar.update(1)
     bar.close()
     return frames
+
+
+JIT_MIN_WORK = 2e7  # node-steps; below this, compiling costs more than it saves
+
+
+def jit_enabled(work: float) -> bool:
+    """Explicit steps run through ``sciml.jit`` when the work pays for the compile time
+    (SCIML_SOLVE_JIT=1 forces it, 0 turns it off)."""
+    import os
+
+    flag = os.environ.get("SCIML_SOLVE_JIT", "auto")
+    return flag == "1" or (flag == "auto" and work >= JIT_MIN_WORK)
 
 
 def _check_cfl(disc, state, params, t0, method, dt):
