@@ -6,9 +6,49 @@ known, the user's source line, and says how to fix the problem.
 
 from __future__ import annotations
 
+import os
+import sys
+
 
 class SciMLError(Exception):
-    """Base class of every error sciml raises on purpose."""
+    """Base class of every error sciml raises on purpose.
+
+    The user's source line (``file:line`` of the innermost frame outside sciml and numpy) is
+    recorded when the error is created and appended to the message, wherever it was raised.
+    """
+
+    # Errors about a graph or a file rather than the user's code (VerifyError,
+    # SerializationError) turn this off.
+    names_source_line = True
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.source = _user_source() if self.names_source_line else None
+
+    def __str__(self):
+        msg = super().__str__()
+        if self.source and f"at {self.source}" not in msg:
+            msg += f"\n  at {self.source}"
+        return msg
+
+
+_HERE = os.path.abspath(__file__)
+_FRONT_END = tuple(os.path.join(os.path.dirname(os.path.dirname(_HERE)), p) + os.sep
+                   for p in ("autodiff", "sciml"))
+
+
+def _user_source():
+    """The user's line, for errors raised by the IR and the numpy front end (autodiff/,
+    sciml/); errors raised elsewhere (solvers, user code) keep their message as it is."""
+    f = sys._getframe(1)
+    while f is not None and os.path.abspath(f.f_code.co_filename) == _HERE:
+        f = f.f_back
+    if f is None or not os.path.abspath(f.f_code.co_filename).startswith(_FRONT_END):
+        return None
+    # Imported late: trace.py imports this module.
+    from .trace import user_source
+
+    return user_source()
 
 
 class ShapeError(SciMLError, ValueError):
@@ -51,6 +91,8 @@ class TracerError(SciMLError, TypeError):
 class VerifyError(SciMLError):
     """A graph breaks an IR invariant (SSA, arity, shape/dtype consistency); names the node."""
 
+    names_source_line = False
+
 
 class NotDifferentiableError(SciMLError, TypeError):
     """Differentiation was asked for where it is not defined.
@@ -62,3 +104,5 @@ class NotDifferentiableError(SciMLError, TypeError):
 
 class SerializationError(SciMLError, ValueError):
     """A saved graph cannot be loaded: malformed data, an unknown primitive or version."""
+
+    names_source_line = False

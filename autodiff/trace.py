@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import dtypes
-from .errors import DTypeError, SciMLError, TracerError
+from .errors import ArityError, DTypeError, SciMLError, TracerError
 from .ir import AbstractValue, Apply, Const, Graph, Var, aval_of
 from .pytree import tree_flatten, tree_unflatten
 
@@ -202,10 +202,7 @@ def bind(prim, *args, **params):
     builder = current_builder()
     inputs = [builder.to_atom(a) for a in args]
     source = user_source()
-    try:
-        out = prim.abstract_eval(*[a.aval for a in inputs], **params)
-    except SciMLError as e:
-        raise type(e)(f"{e}" + (f"\n  at {source}" if source else "")) from None
+    out = _abstract_eval(prim, [a.aval for a in inputs], params)
     outs = builder.emit(prim, inputs, params, out if prim.multiple_results else [out], source)
     return tuple(outs) if prim.multiple_results else outs[0]
 
@@ -213,15 +210,26 @@ def bind(prim, *args, **params):
 def _eager(prim, args, params):
     arrays = [np.asarray(a) if not isinstance(a, np.ndarray) else a for a in args]
     avals = [aval_of(a) for a in args]
-    try:
-        out = prim.abstract_eval(*avals, **params)
-    except SciMLError as e:
-        source = user_source()
-        raise type(e)(f"{e}" + (f"\n  at {source}" if source else "")) from None
+    out = _abstract_eval(prim, avals, params)
     result = prim.impl(*arrays, **params)
     if prim.multiple_results:
         return tuple(_coerce(r, a) for r, a in zip(result, out))
     return _coerce(result, out)
+
+
+def _abstract_eval(prim, avals, params):
+    """The primitive's shape/dtype rule; a wrong operand count or parameter is an ArityError."""
+    try:
+        return prim.abstract_eval(*avals, **params)
+    except SciMLError as e:
+        raise type(e)(str(e)) from None  # the message already names the user's line
+    except TypeError as e:
+        if "argument" not in str(e):
+            raise
+        raise ArityError(
+            f"{prim.name}: called with {len(avals)} operand(s) "
+            f"({', '.join(str(a) for a in avals)}) and parameters {sorted(params)}: {e}"
+        ) from None
 
 
 def _coerce(value, aval: AbstractValue):
