@@ -10,7 +10,7 @@ import numpy as np
 import scipy.special
 
 from .. import dtypes
-from ..errors import DTypeError, ShapeError
+from ..errors import ArityError, DTypeError, ShapeError
 from ..ir import AbstractValue
 from ..primitives import def_primitive
 
@@ -49,8 +49,11 @@ def _check_kind(name: str, d, allowed: str):
         raise DTypeError(f"{name}: dtype {d} is not supported (needs a {allowed} dtype)")
 
 
-def _elementwise_rule(name: str, allowed: str, out: str):
+def _elementwise_rule(name: str, allowed: str, out: str, arity: int):
     def rule(*avals, **params):
+        if len(avals) != arity:
+            raise ArityError(f"{name}: takes {arity} operand(s), got {len(avals)}: "
+                             f"{', '.join(str(a) for a in avals)}")
         d = _same_dtype(name, avals)
         _check_kind(name, d, allowed)
         shape = broadcast_shapes(name, *[a.shape for a in avals])
@@ -169,14 +172,14 @@ COMMUTATIVE = {"add", "mul", "maximum", "minimum", "and", "or", "xor", "eq", "ne
 
 for _name, (_fn, _kinds, _out) in UNARY.items():
     def_primitive(
-        _name, _elementwise_rule(_name, _kinds, _out), _np(_fn),
+        _name, _elementwise_rule(_name, _kinds, _out, 1), _np(_fn),
         differentiable=_name not in NON_DIFFERENTIABLE, family="elementwise",
         tags={"elementwise", "unary"},
     )
 
 for _name, (_fn, _kinds, _out) in BINARY.items():
     def_primitive(
-        _name, _elementwise_rule(_name, _kinds, _out), _np(_fn),
+        _name, _elementwise_rule(_name, _kinds, _out, 2), _np(_fn),
         differentiable=_name not in NON_DIFFERENTIABLE, family="elementwise",
         tags={"elementwise", "binary"} | ({"commutative"} if _name in COMMUTATIVE else set()),
     )
