@@ -81,7 +81,8 @@ def getitem(x, idx):
         elif isinstance(e, (int, np.integer)) and not isinstance(e, bool):
             i = int(e)
             if not -n <= i < n:
-                raise ShapeError(f"index {i} is out of bounds for axis {axis} with size {n}")
+                raise ShapeError(f"index {i} is out of bounds for axis {axis} with size {n} "
+                                 f"(indexing an array {a})")
             i %= n
             starts.append(i), limits.append(i + 1), steps.append(1)
             drop.append(axis)

@@ -42,7 +42,7 @@ def asarray(x, dtype=None):
     if _is_scalar(x):
         return np.asarray(x, dtype=aval(x).dtype)
     arr = np.asarray(x)
-    d = dtypes.check_supported(arr.dtype, "array")
+    d = _supported(arr.dtype, "array")
     return arr if arr.dtype == d else arr.astype(d)
 
 
@@ -54,8 +54,16 @@ def _flat(x):
             yield e
 
 
+def _supported(d, what):
+    """``dtypes.check_supported`` raising sciml's DTypeError (a TypeError) with the name."""
+    try:
+        return dtypes.check_supported(d, what)
+    except TypeError as e:
+        raise DTypeError(str(e)) from None
+
+
 def convert_element_type(x, dtype):
-    d = dtypes.check_supported(dtype, "convert target")
+    d = _supported(dtype, "astype/convert target")
     if not isinstance(x, Tracer):
         if _is_scalar(x):
             return np.asarray(x, dtype=d) if not (dtypes.is_complex(aval(x).dtype) and not
@@ -171,7 +179,8 @@ def logical(name, x, y):
     x, y = promote(name, x, y)
     d = aval(x).dtype
     if not (d == np.bool_ or dtypes.is_integer(d)):
-        raise DTypeError(f"{name}: needs boolean or integer operands, got {d}")
+        raise DTypeError(f"{name}: needs boolean or integer operands, got {aval(x)} and "
+                         f"{aval(y)}")
     return P[name].bind(x, y)
 
 
