@@ -174,3 +174,12 @@ def test_mnist_from_a_local_file(tmp_path):
     with threadpool_limits(1):
         acc, accs, _ = digits.train(epochs=1, data=data)
     assert 0.0 <= acc <= 1.0 and len(accs) == 1
+
+
+def test_cell_runs_under_kernels_jit():
+    from kernels.jit import jit
+
+    net = nn.SequentialCell(nn.Dense(3, 8), nn.Tanh(), nn.Dense(8, 2))
+    x = RNG.normal(size=(5, 3)).astype(np.float32)
+    y = jit(lambda p, x: net.apply(p, x)[0])(net.parameters(), x)
+    np.testing.assert_allclose(y, net(x), rtol=1e-5, atol=1e-6)
