@@ -1,0 +1,272 @@
+"""The GPU backend: CUDA C for every primitive and for random fused programs, compiled with
+``nvcc --ptx`` where nvcc is on PATH; golden copies of representative kernels; execution on a
+device (``@pytest.mark.gpu``, skipped without cupy and a CUDA device).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_kernels_npu import _program, ops
+from test_kernels_primitives import PROGRAMS, _check, _elementwise_names, _inputs
+
+import sciml  # noqa: F401  (numpy handlers for traced code)
+import sciml.numpy as snp
+from autodiff import dtypes
+from autodiff.errors import UnsupportedError
+from autodiff.interpret import eval_graph
+from autodiff.ops.elementwise import BINARY
+from autodiff.primitives import PRIMITIVES as P
+from autodiff.trace import make_graph
+from kernels import gpu
+from kernels.jit import jit
+
+GOLDEN = Path(__file__).parent / "golden"
+NVCC = shutil.which("nvcc")
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH")
+
+
+def _gpu_ready() -> bool:
+    try:
+        gpu.available()
+    except UnsupportedError:
+        return False
+    return True
+
+
+needs_gpu = pytest.mark.skipif(not _gpu_ready(), reason="needs cupy and a CUDA device")
+
+
+def nvcc_ptx(sources: list[str], tmp_path: Path):
+    """Compile CUDA sources to PTX in one nvcc call; fail with nvcc's messages."""
+    if NVCC is None:
+        return
+    files = []
+    for j, src in enumerate(sources):
+        f = tmp_path / f"k{j}.cu"
+        f.write_text(src)
+        files.append(str(f))
+    cmd = [NVCC, "--ptx", "-arch=sm_80", "-std=c++17", "-odir", str(tmp_path), *files]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+
+
+def _one_unit(kernels) -> str:
+    """Kernels renamed into one translation unit (one nvcc start instead of many)."""
+    heads = "#include <cuda_fp16.h>\n#include <cuda_bf16.h>\n" + gpu.PRELUDE
+    bodies = [gpu.print_kernel(k, name=f"k{j}").split(gpu.PRELUDE, 1)[1]
+              for j, k in enumerate(kernels)]
+    return heads + "\n".join(bodies)
+
+
+# -- every primitive ------------------------------------------------------------------------
+
+GPU_DTYPES = ["float64", "float32", "float16", "bfloat16", "int32", "int64", "bool"]
+
+
+def _elementwise_program(dtype):
+    names = _elementwise_names(dtype)
+    rng = np.random.default_rng(0)
+    args = [a for n in names for a in _inputs(n, dtype, rng)]
+
+    def prog(*flat):
+        outs, k = [], 0
+        for n in names:
+            arity = 2 if n in BINARY else 1
+            outs.append(P[n].bind(*flat[k:k + arity]))
+            k += arity
+        return tuple(outs)
+
+    return prog, args, names
+
+
+def test_elementwise_primitives_print_and_compile(tmp_path):
+    kernels = []
+    for dtype in GPU_DTYPES:
+        prog, args, names = _elementwise_program(dtype)
+        c = gpu.cuda_source(prog, *args)
+        assert c.count_kernels() == 1, dtype  # every primitive fused into one CUDA kernel
+        src = c.sources[0]
+        assert len(c.kernels[0].body) >= len(names)  # one statement per primitive at least
+        assert 'extern "C" __global__ void kernel(' in src
+        kernels.append(c.kernels[0])
+    nvcc_ptx([_one_unit(kernels)], tmp_path)
+
+
+def test_select_convert_integer_pow_compile(tmp_path):
+    kernels = []
+    for dtype in ["float64", "float32", "bfloat16", "int32", "bool"]:
+        kernels += _select_convert_kernels(dtype)
+    nvcc_ptx([_one_unit(kernels)], tmp_path)
+
+
+def _select_convert_kernels(dtype):
+    x = _inputs("add", dtype, np.random.default_rng(1))[0]
+    pred = x != x
+
+    def prog(p, x):
+        outs = [P["select"].bind(p, x, P["stop_gradient"].bind(x))]
+        outs += [P["convert"].bind(x, new_dtype=dtypes.dtype(t))
+                 for t in ("float64", "float32", "int64", "bool", "float16", "bfloat16")]
+        if dtype != "bool":
+            outs += [P["integer_pow"].bind(x, y=k) for k in (0, 1, 2, 3, -2)
+                     if k >= 0 or dtype.startswith(("float", "bf"))]
+        return tuple(outs)
+
+    return list(gpu.cuda_source(prog, pred, x).kernels.values())
+
+
+def test_primitive_programs_print_and_compile(tmp_path):
+    kernels = []
+    for name in sorted(PROGRAMS):
+        fn, args = PROGRAMS[name]
+        try:
+            c = gpu.cuda_source(fn, *args)
+        except TypeError:
+            continue  # the CPU table's program does not match the primitive (skipped there too)
+        kernels += list(c.kernels.values())
+    assert len(kernels) > 20
+    nvcc_ptx([_one_unit(kernels)], tmp_path)
+
+
+def test_random_fused_programs_compile(tmp_path):
+    kernels = []
+
+    @settings(max_examples=15, deadline=None)
+    @given(st.lists(ops, min_size=1, max_size=8),
+           st.sampled_from(["float64", "float32", "bfloat16"]))
+    def gen(instrs, dtype):
+        x = np.zeros((5, 7), dtypes.dtype(dtype))
+        c = gpu.cuda_source(_program(instrs), x, x)
+        kernels.extend(c.kernels.values())
+        for src in c.sources.values():
+            assert src.count("{") == src.count("}")
+
+    gen()
+    nvcc_ptx([_one_unit(kernels)], tmp_path)
+
+
+# -- what the printer emits -----------------------------------------------------------------
+
+
+def test_stencil_bounds_and_reduction_schemes():
+    u = np.zeros((6, 9), np.float32)
+    src = gpu.cuda_source(lambda u: snp.shift(u, (1, 0), boundary="zero")
+                          + snp.shift(u, (0, -1), boundary="periodic")
+                          + snp.shift(u, (-2, 0), boundary="edge"), u).sources[0]
+    assert "min(max((i0 + 1LL), 0LL), 5LL)" in src  # clamped read of the zero border ...
+    assert "(0LL <= (i0 + 1LL) && (i0 + 1LL) < 6LL)" in src  # ... guarded
+    assert "(((i1 + -1LL) + 9LL) % 9LL)" in src  # periodic wrap
+    assert "min(max((i0 + -2LL), 0LL), 5LL)" in src  # edge
+    rows = gpu.cuda_source(lambda x: x.sum(axis=1), u).sources[0]
+    assert "row += gridDim.x" in rows and "kernel_finish" not in rows
+    full = gpu.cuda_source(lambda x: (x * x).sum(), u).sources[0]
+    assert "kernel_finish" in full and "double acc0" in full  # float32 sums in double
+
+
+def test_half_types_stored_as_half_computed_in_float():
+    src = gpu.cuda_source(lambda x: x * 2.0 + 1.0, np.zeros(8, ml_dtypes.bfloat16)).sources[0]
+    assert "#include <cuda_bf16.h>" in src
+    assert "__bfloat162float(in0[i0])" in src and "__float2bfloat16_rn(" in src
+    src = gpu.cuda_source(lambda x: x * 2.0, np.zeros(8, np.float16)).sources[0]
+    assert "__half2float(in0[i0])" in src and "__float2half_rn(" in src
+
+
+@pytest.mark.skipif(_gpu_ready(), reason="checks the error raised without a GPU")
+def test_gpu_without_device_is_a_clear_error():
+    with pytest.raises(UnsupportedError, match="backend 'gpu'"):
+        jit(lambda x: x + 1.0, backend="gpu")
+
+
+# -- golden CUDA sources --------------------------------------------------------------------
+
+
+def _heat(u, c):
+    lap = sum(snp.shift(u, off, boundary="zero") for off in
+              ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)))
+    return u + c * (lap - 6.0 * u)
+
+
+def _elementwise(x):
+    return np.exp(-x * x) * np.sin(3.0 * x) + 0.5 * np.tanh(x)
+
+
+CASES = {
+    "elementwise_f64": (_elementwise, [np.zeros(1 << 20)]),
+    "elementwise_bf16": (_elementwise, [np.zeros(64, ml_dtypes.bfloat16)]),
+    "heat_f32": (_heat, [np.zeros((64, 64, 64), np.float32), np.float32(0.1)]),
+    "sum_of_squares_f32": (lambda x: ((np.sin(x) + 1.0) ** 2).sum(),
+                           [np.zeros(1 << 20, np.float32)]),
+    "row_max_padded": (lambda x: (snp.pad(x, ((1, 1), (0, 0)), mode="periodic") * 2.0).max(
+        axis=1), [np.zeros((30, 40))]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_cuda_source_matches_golden(name, tmp_path):
+    fn, args = CASES[name]
+    c = gpu.cuda_source(fn, *args)
+    text = "\n\n".join(f"// kernel {i}\n{c.sources[i]}" for i in sorted(c.sources))
+    path = GOLDEN / f"gpu_{name}.cu"
+    if os.environ.get("SCIML_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.exists(), f"no golden copy {path.name}: run with SCIML_UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"generated CUDA for {name} changed"
+    nvcc_ptx(list(c.sources.values()), tmp_path)
+
+
+# -- on a device ----------------------------------------------------------------------------
+
+
+def _host(x):
+    return [gpu.to_host(o) if not isinstance(o, np.ndarray) else o for o in
+            (x if isinstance(x, tuple) else (x,))]
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+def test_gpu_elementwise_primitives(dtype):
+    prog, args, names = _elementwise_program(dtype)
+    got = _host(jit(prog, backend="gpu")(*args))
+    want = eval_graph(make_graph(prog, *args), *args)
+    for n, g, w in zip(names, got, want):
+        _check(np.asarray(g).astype(w.dtype), w, dtype, f"gpu: {n} at {dtype}")
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_gpu_primitive_program(name):
+    fn, args = PROGRAMS[name]
+    try:
+        want = eval_graph(make_graph(fn, *args), *args)
+    except TypeError as e:
+        pytest.skip(f"{name}: program does not match the primitive ({e})")
+    got = _host(jit(fn, backend="gpu")(*args))
+    for g, w in zip(got, want if isinstance(want, tuple) else (want,)):
+        _check(np.asarray(g), np.asarray(w), "float64", f"gpu: {name}")
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_gpu_cases_and_cuda_graph_replay(name):
+    fn, args = CASES[name]
+    rng = np.random.default_rng(0)
+    args = [rng.uniform(0.1, 1, np.shape(a)).astype(np.asarray(a).dtype) for a in args]
+    f = jit(fn, backend="gpu")
+    want = eval_graph(make_graph(fn, *args), *args)
+    for _ in range(3):  # eager, captured, replayed
+        got = _host(f(*args))
+        for g, w in zip(got, want if isinstance(want, tuple) else (want,)):
+            dt = str(np.asarray(w).dtype)
+            _check(np.asarray(g).astype(np.asarray(w).dtype), np.asarray(w), dt, name)
