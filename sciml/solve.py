@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from autodiff.trace import Tracer, is_tracing
+from autodiff.trace import Tracer
 
 from .equations import from_sympy
 from .errors import ProblemError
@@ -73,20 +73,21 @@ def _solve_algebraic(eqs, unknowns, guess, params, tol, maxiter):
     jfns = [[from_sympy(d, unknowns + psyms) for d in row] for row in jac_exprs]
     x0 = np.array([float(_lookup(guess, u, 1.0)) for u in unknowns])
     pvals = [params[p] for p in psyms]
-    if any(isinstance(v, Tracer) for v in pvals) or is_tracing():
-        from .implicit import newton_traced
+    from . import numpy as snp
+    from .implicit import implicit_root
 
-        x = newton_traced(fns, jfns, x0, pvals, tol, maxiter)
-    else:
-        from solvers.nonlinear import newton
+    def residual(x, *pv):
+        return snp.stack([snp.astype(f(*[x[i] for i in range(len(unknowns))], *pv), float)
+                          for f in fns])
 
-        def residual(x):
-            return np.array([float(f(*x, *pvals)) for f in fns])
+    def jacobian(x, *pv):
+        xs = [x[i] for i in range(len(unknowns))]
+        return snp.stack([snp.stack([snp.astype(snp.broadcast_to(j(*xs, *pv), ()), float)
+                                     for j in row]) for row in jfns])
 
-        def jacobian(x):
-            return np.array([[float(j(*x, *pvals)) for j in row] for row in jfns])
-
-        x = newton(residual, x0, jacobian, tol=tol, maxiter=maxiter).x
+    # Newton runs on concrete values; derivatives with respect to params come from the
+    # implicit function theorem (one linear solve), not from the iterations.
+    x = implicit_root(residual, jacobian, x0, pvals, tol=tol, maxiter=maxiter)
     return Solution(kind="algebraic", values={u: x[i] for i, u in enumerate(unknowns)})
 
 
