@@ -205,6 +205,22 @@ def test_batchnorm_gradients_train_and_eval():
     _check_grads(bn, x, training=False, buffers=f64(bn.buffers()))
 
 
+def test_dropout_gradient_in_training():
+    d = nn.Dropout(0.5)
+    x = RNG.normal(size=(4, 6))
+    w = RNG.normal(size=x.shape)
+
+    def f(x):
+        return np.sum(d.apply({}, x, training=True, key=nn.key(7))[0] * w)
+
+    _, gx = value_and_grad(f)(x)
+    mask = d.apply({}, np.ones_like(x), training=True, key=nn.key(7))[0]
+    np.testing.assert_allclose(gx, w * mask, rtol=1e-12)   # the same mask, scaled by 1/(1-p)
+    dx = RNG.normal(size=x.shape)
+    fd = (f(x + 1e-6 * dx) - f(x - 1e-6 * dx)) / 2e-6
+    assert abs(fd - np.sum(gx * dx)) < 1e-6
+
+
 def test_embedding_gradient_is_a_scatter():
     e = nn.Embedding(5, 3)
     ids = np.array([1, 3, 1])
