@@ -120,7 +120,8 @@ def jvp(f, primals, tangents):
     tr = _trace(f, primals, "jvp")
     n, nc = len(p_leaves), len(tr.captured)
     nz = tuple(has_tangent(abstractify(p)) for p in p_leaves) + (False,) * nc
-    jg = _derived(tr, ("jvp", nz), lambda: jvp_graph(tr.graph, nz, instantiate=True)[0])
+    jg = _derived(tr, ("jvp", nz), lambda: jvp_graph(tr.graph, nz, instantiate=True,
+                                                         optimized=True)[0])
     ts = [L.convert_element_type(t, abstractify(p).strong().dtype)
           for p, t, z in zip(p_leaves, t_leaves, nz) if z]
     res = eval_in_trace(jg, list(p_leaves) + tr.captured + ts)
@@ -163,7 +164,7 @@ def vjp(f, *primals, has_aux: bool = False):
     wrt = tuple(has_tangent(abstractify(p)) for p in p_leaves) + (False,) * len(tr.captured)
     known, lin, nres = _derived(tr, ("lin", wrt), lambda: linearize_graph(tr.graph, wrt))
     tg = _derived(tr, ("T", wrt), lambda: transpose_graph(lin, [False] * nres + [True] * sum(
-        wrt)))
+        wrt), optimized=True))
     n_out = len(tr.graph.outputs)
     vals = eval_in_trace(known, list(p_leaves) + tr.captured)
     outs, res = vals[:n_out], vals[n_out:]

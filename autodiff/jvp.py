@@ -60,14 +60,15 @@ _CACHE: dict = {}
 _ACTIVE: set = set()
 
 
-def jvp_graph(graph: Graph, nonzero, instantiate=True, optimized: bool = True):
+def jvp_graph(graph: Graph, nonzero, instantiate=True, optimized: bool = False):
     """The JVP of ``graph`` as a graph.
 
     ``nonzero[i]`` says whether input i has a tangent. The result takes
     ``(*primals, *tangents of the nonzero inputs)`` and returns ``(*outputs, *tangents)``, with a
     tangent for each output that is nonzero or listed in ``instantiate`` (True: all outputs;
-    zeros are materialised there). Returns ``(jvp_graph, out_nonzero)``. ``optimized=False``
-    skips the passes (for callers that transform the result further and optimise at the end).
+    zeros are materialised there). Returns ``(jvp_graph, out_nonzero)``. ``optimized=True``
+    runs the passes on the result; rules for subgraphs leave that to the outermost transform,
+    whose passes clean nested graphs too (optimising every level again costs depth^2).
     """
     nonzero = tuple(bool(n) and has_tangent(a) for n, a in zip(nonzero, graph.in_avals))
     n_out = len(graph.outputs)

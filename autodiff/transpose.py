@@ -77,6 +77,19 @@ def partial_eval(graph: Graph, unknown, instantiate=False):
     """
     n_out = len(graph.outputs)
     inst = [bool(instantiate)] * n_out if isinstance(instantiate, bool) else list(instantiate)
+    # Memoised: loop fixed points and nested checkpoints split the same subgraph repeatedly.
+    key = (id(graph), tuple(bool(u) for u in unknown), tuple(inst))
+    if key in _PE_CACHE:
+        return _PE_CACHE[key][1]
+    result = _partial_eval(graph, unknown, inst)
+    _PE_CACHE[key] = (graph, result)  # the graph is kept so that its id stays unique
+    return result
+
+
+_PE_CACHE: dict = {}
+
+
+def _partial_eval(graph, unknown, inst):
     unk_ids = {p.id for p, u in zip(graph.params, unknown) if u}
     known_body, unk_body = [], []
     for node in _flatten_calls(graph.body):
@@ -253,14 +266,15 @@ def _transpose_node(node, cts, env, lin_ids, ct_env):
 _T_CACHE: dict = {}
 
 
-def transpose_graph(graph: Graph, linear_mask) -> Graph:
+def transpose_graph(graph: Graph, linear_mask, optimized: bool = False) -> Graph:
     """A graph ``(*non-linear inputs, *output cotangents) -> cotangents of the linear inputs``.
 
     ``graph`` must be linear in the inputs marked by ``linear_mask``; values computed from the
     other inputs only are recomputed forward first. Zero cotangents are materialised.
+    ``optimized=True`` runs the passes on the result (the outermost transform does).
     """
     mask = tuple(bool(m) for m in linear_mask)
-    key = (id(graph), mask)
+    key = (id(graph), mask, optimized)
     if key in _T_CACHE:
         return _T_CACHE[key][1]
     known, lin, out_unk, nres = partial_eval(graph, mask)
@@ -277,7 +291,7 @@ def transpose_graph(graph: Graph, linear_mask) -> Graph:
 
     g, captured, _ = trace_flat(fn, nonlin_avals + ct_avals, f"transpose_{graph.name}")
     assert not captured
-    g = optimize(g)
+    g = optimize(g) if optimized else _dce(g)
     _T_CACHE[key] = (graph, g)
     return g
 
@@ -789,7 +803,7 @@ def _t_scan(cts, *args, body, length, num_carry, num_xs, reverse=False):
                 + [L.aval(k) for k in k_nl])
     g, _, _ = trace_flat(step, in_avals, f"transpose_{body.name}")
     acc0 = [np.zeros(a.shape, a.dtype) for a in k_lin_avals]
-    res = bind(P["scan"], *ct_c, *acc0, *x_nl, *ct_y, *k_nl, body=optimize(g), length=length,
+    res = bind(P["scan"], *ct_c, *acc0, *x_nl, *ct_y, *k_nl, body=_dce(g), length=length,
                num_carry=nc + n_acc, num_xs=n_xnl + len(ct_y), reverse=not reverse)
     ct_init, ct_k, ct_x = res[:nc], iter(res[nc:nc + n_acc]), iter(res[nc + n_acc:])
     return (list(ct_init) + [next(ct_x) if m else None for m in x_lin]
