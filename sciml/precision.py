@@ -111,6 +111,24 @@ def _cast(x, d):
     return x if not _is_float(x) or abstractify(x).dtype == d else lax.convert_element_type(x, d)
 
 
+# The lists, by op name. Ops on the white list run in the policy's compute dtype; ops on the
+# black list never run below its safe dtype (float32 in the mixed policies). Edit them to move
+# an op (e.g. WHITE_LIST.discard("conv") keeps convolutions in float32 under mixed-bf16).
+WHITE_LIST = {"dense", "conv"}
+BLACK_LIST = {"batch_norm", "layer_norm", "log_softmax", "softmax", "mse", "smooth_l1",
+              "softmax_cross_entropy", "sigmoid_cross_entropy"}
+
+
+def cast_for(op, *xs):
+    """Cast ``xs`` as the lists say for ``op``: compute dtype (white), at least the safe dtype
+    (black), unchanged otherwise. Returns a list."""
+    if op in WHITE_LIST:
+        return cast_compute(*xs)
+    if op in BLACK_LIST:
+        return [cast_safe(x) for x in xs]
+    return list(xs)
+
+
 def cast_compute(*xs):
     """Cast floating arrays to the compute dtype of the policy (white-listed ops)."""
     p = current()

@@ -132,3 +132,17 @@ def test_error_reports_against_float64_for_a_solver_step():
 
 def test_docstrings_run():
     assert doctest.testmod(precision).failed == 0
+
+
+def test_white_and_black_lists_are_data():
+    x = np.ones((1, 1, 4, 4), np.float32)
+    conv = nn.Conv2d(1, 2, 3)
+    with precision.policy("mixed-bf16"):
+        assert conv(x).dtype.name == "bfloat16"
+        precision.WHITE_LIST.discard("conv")
+        try:
+            assert conv(x).dtype == np.float32
+        finally:
+            precision.WHITE_LIST.add("conv")
+        assert precision.cast_for("batch_norm", np.ones(2, np.float16))[0].dtype == np.float32
+        assert precision.cast_for("reshape", np.ones(2, np.float16))[0].dtype == np.float16

@@ -77,7 +77,7 @@ def conv(x, w, stride=1, padding=0, dilation=1):
     stride = _pair(stride, nd, "stride", op)
     padding = _pair(padding, nd, "padding", op)
     dilation = _pair(dilation, nd, "dilation", op)
-    x, w = precision.cast_compute(x, w)
+    x, w = precision.cast_for("conv", x, w)
     views, out = _windows(_pad_spatial(x, padding, nd), wa.shape[2:], stride, dilation, op)
     n, c, o = xa.shape[0], wa.shape[1], wa.shape[0]
     k = math.prod(wa.shape[2:])
@@ -170,7 +170,7 @@ def logsumexp(x, axis=-1, keepdims=False):
 
 def log_softmax(x, axis=-1):
     """log softmax computed in float32 or wider (a black-listed op under mixed precision)."""
-    x = precision.cast_safe(x)
+    (x,) = precision.cast_for("log_softmax", x)
     # (x - m) - log(sum(exp(x - m))): subtracting the max first keeps the result exact where
     # x - logsumexp(x) would round m + log(sum) at the magnitude of m.
     shifted = x - snp.stop_gradient(snp.max(x, axis=axis, keepdims=True))

@@ -58,12 +58,12 @@ class Dense(Cell):
 
     def construct(self, x):
         _check_last("Dense", x, self.in_channels)
-        x, w = precision.cast_compute(x, self.weight)
+        x, w = precision.cast_for("dense", x, self.weight)
         lead = abstractify(x).shape[:-1]
         x2 = snp.reshape(x, (-1, self.in_channels))
         y = precision.dot_general(x2, w, (((1,), (1,)), ((), ())))
         if self.has_bias:
-            y = y + precision.cast_compute(self.bias)[0]
+            y = y + precision.cast_for("dense", self.bias)[0]
         y = snp.reshape(_tap(self, x2, y), (*lead, self.out_channels))
         return y if self.activation is None else self.activation(y)
 
@@ -90,20 +90,20 @@ class _Conv(Cell):
             return self._construct_tapped(x)
         y = F.conv(x, self.weight, self.stride, self.padding, self.dilation)
         if self.has_bias:
-            y = y + snp.reshape(precision.cast_compute(self.bias)[0], (-1,) + (1,) * self.nd)
+            y = y + snp.reshape(precision.cast_for("conv", self.bias)[0], (-1,) + (1,) * self.nd)
         return y
 
     def _construct_tapped(self, x):
         # The same convolution as an explicit Dense on the im2col patches, so the optimizer
         # sees the patches (the conv layer's "input") and dL/d(output) per position (KFC).
-        x, w = precision.cast_compute(x, self.weight)
+        x, w = precision.cast_for("conv", x, self.weight)
         cols = F.conv_patches(x, self.kernel_size, self.stride,
                               F._pair(self.padding, self.nd, "padding", "conv"), self.dilation)
         n, ck, p = abstractify(cols).shape
         y = precision.dot_general(cols, snp.reshape(w, (self.out_channels, ck)),
                                   (((1,), (1,)), ((), ())))          # (N, P, O)
         if self.has_bias:
-            y = y + precision.cast_compute(self.bias)[0]
+            y = y + precision.cast_for("conv", self.bias)[0]
         y = _tap(self, snp.reshape(snp.transpose(cols, (0, 2, 1)), (n * p, ck)),
                  snp.reshape(y, (n * p, self.out_channels)))
         out = F._windows_shape(abstractify(x).shape[2:], self.kernel_size, self.stride,
@@ -173,7 +173,7 @@ class BatchNorm(_Norm):
         if a.ndim < 2 or a.shape[1] != self.num_features:
             raise ShapeError(f"BatchNorm: expected (N, {self.num_features}, ...), got {a.shape}")
         in_dtype = a.dtype
-        x = precision.cast_safe(x)
+        (x,) = precision.cast_for("batch_norm", x)
         axes = (0,) + tuple(range(2, a.ndim))
         shape = (1, -1) + (1,) * (a.ndim - 2)
         if self.is_training:
@@ -216,7 +216,7 @@ class LayerNorm(_Norm):
         k = len(self.normalized_shape)
         if tuple(a.shape[-k:]) != self.normalized_shape:
             raise ShapeError(f"LayerNorm: expected (..., {self.normalized_shape}), got {a.shape}")
-        x = precision.cast_safe(x)
+        (x,) = precision.cast_for("layer_norm", x)
         axes = tuple(range(a.ndim - k, a.ndim))
         mean = snp.mean(x, axis=axes, keepdims=True)
         var = snp.mean(snp.square(x - mean), axis=axes, keepdims=True)

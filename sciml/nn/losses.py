@@ -50,7 +50,7 @@ class MSELoss(_Loss):
 
     def construct(self, p, t):
         _same_shape("MSELoss", p, t)
-        p = precision.cast_safe(p)
+        (p,) = precision.cast_for("mse", p)
         d = p - lax.convert_element_type(t, abstractify(p).dtype)
         return _reduce("MSELoss", d * d, self.reduction)
 
@@ -64,7 +64,7 @@ class SmoothL1Loss(_Loss):
 
     def construct(self, p, t):
         _same_shape("SmoothL1Loss", p, t)
-        p = precision.cast_safe(p)
+        (p,) = precision.cast_for("smooth_l1", p)
         d = snp.abs(p - lax.convert_element_type(t, abstractify(p).dtype))
         v = snp.where(d < self.beta, 0.5 * d * d / self.beta, d - 0.5 * self.beta)
         return _reduce("SmoothL1Loss", v, self.reduction)
@@ -98,7 +98,7 @@ class SigmoidCrossEntropy(_Loss):
 
     def construct(self, x, t):
         _same_shape("SigmoidCrossEntropy", x, t)
-        x = precision.cast_safe(x)
+        (x,) = precision.cast_for("sigmoid_cross_entropy", x)
         t = lax.convert_element_type(t, abstractify(x).dtype)
         v = snp.maximum(x, 0) - x * t + snp.log1p(snp.exp(-snp.abs(x)))
         return _reduce("SigmoidCrossEntropy", v, self.reduction)
