@@ -3,6 +3,9 @@ own functions (``np.linalg.solve(tracer, ...)``); shapes, dtypes, norms and erro
 
 from __future__ import annotations
 
+import doctest
+import importlib
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -15,7 +18,8 @@ from autodiff import dtypes
 from autodiff.einsum import einsum
 from autodiff.errors import DTypeError, ShapeError, UnsupportedError
 from autodiff.primitives import PRIMITIVES
-from sciml import fft, linalg
+from autodiff.serialize import graphs_equal
+from sciml import fft, linalg, random
 
 RNG = np.random.default_rng(0)
 
@@ -196,6 +200,38 @@ def test_linalg_errors():
 def test_cholesky_not_positive_definite_gives_nan():
     out = linalg.cholesky(np.array([[1.0, 2.0], [2.0, 1.0]]))
     assert np.isnan(out).all()
+
+
+def test_singular_solve_gives_nan_only_where_singular():
+    a = np.stack([np.eye(2), np.ones((2, 2))])
+    x = both(linalg.solve, a, np.ones((2, 2, 1)))
+    np.testing.assert_array_equal(x[0], np.ones((2, 1)))
+    assert np.isnan(x[1]).all()
+
+
+def test_graphs_with_library_primitives_save_and_load():
+    def f(a, b, k):
+        q, r = linalg.qr(a)
+        w, v = linalg.eigh(a @ a.T)
+        return (linalg.solve(a, b), linalg.solve_triangular(r, b), w, linalg.det(a),
+                fft.irfft(fft.rfft(b)), fft.fftn(a), random.normal(k, (3,)),
+                random.split(k, 3), einsum("ij,j->i", a, b))
+
+    a, b, k = RNG.normal(size=(3, 3)), np.ones(3), random.key(0)
+    g = sciml.make_graph(f, a, b, k)
+    g2 = sciml.loads(sciml.dumps(g))
+    assert graphs_equal(g, g2)
+    for x, y in zip(sciml.tree_leaves(sciml.eval_graph(g, a, b, k)),
+                    sciml.tree_leaves(sciml.eval_graph(g2, a, b, k))):
+        assert x.tobytes() == y.tobytes()
+
+
+@pytest.mark.parametrize("module", ["autodiff.einsum", "sciml.linalg", "sciml.fft",
+                                    "sciml.random"])
+def test_docstring_examples_run(module):
+    mod = importlib.import_module(module)
+    result = doctest.testmod(mod)
+    assert result.failed == 0 and result.attempted > 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -650,6 +650,11 @@ case("solve", lambda rng, d: ([_well(rng, d, (2, 4, 4)), rand(rng, (2, 4, 3), d)
      INEXACT, ref=lambda a, b: np.linalg.solve(a, b), tol=LIN_TOL)
 case("solve", lambda rng, d: ([_well(rng, d, (0, 0)), rand(rng, (0, 2), d)], {}), (F64,),
      ref=lambda a, b: np.zeros((0, 2)), label="empty")
+case("solve", lambda rng, d: ([np.stack([np.eye(2), np.ones((2, 2))]).astype(d),
+                               np.ones((2, 2, 1), d)], {}), (F64, C64),
+     check=lambda args, params, outs: (np.testing.assert_array_equal(outs[0][0], 1),
+                                       np.testing.assert_array_equal(np.isnan(outs[0][1]), True)),
+     label="singular")
 case("cholesky", lambda rng, d: ([_spd(rng, d, (3, 4, 4))], {}), INEXACT,
      ref=lambda a: np.linalg.cholesky(np.tril(a) + np.conj(np.swapaxes(np.tril(a, -1), -1, -2))),
      tol=LIN_TOL)

@@ -121,7 +121,8 @@ def _batched(fn, *xs, core_ndims):
     return results, batch
 
 
-# solve(a, b): x with a @ x = b for a (..., n, n), b (..., n, k) (same batch shape).
+# solve(a, b): x with a @ x = b for a (..., n, n), b (..., n, k) (same batch shape). A singular
+# matrix gives NaNs in its solution (as cholesky does) rather than an exception.
 def _solve_rule(a, b):
     d = _inexact("solve", a, b)
     n = _square("solve", a, "coefficient matrix a")
@@ -136,7 +137,23 @@ def _solve_rule(a, b):
 def _solve_impl(a, b):
     if a.shape[-1] == 0 or b.size == 0:
         return np.zeros(b.shape, a.dtype)
-    return np.linalg.solve(_compute(a), _compute(b)).astype(a.dtype, copy=False)
+    ac, bc = _compute(a), _compute(b)
+    try:
+        out = np.linalg.solve(ac, bc)
+    except np.linalg.LinAlgError:
+        out = _solve_each(ac, bc)
+    return out.astype(a.dtype, copy=False)
+
+
+def _solve_each(a, b):
+    def one(m, rhs):
+        try:
+            return np.linalg.solve(m, rhs)
+        except np.linalg.LinAlgError:
+            return np.full(rhs.shape, np.nan, np.result_type(m, rhs))
+
+    results, _ = _batched(one, a, b, core_ndims=(2, 2))
+    return np.asarray(results).reshape(b.shape)
 
 
 def_primitive("solve", _solve_rule, _solve_impl, family="linalg", tags={"library"})
