@@ -20,10 +20,11 @@ import math
 import numpy as np
 
 from . import dtypes
-from .errors import SerializationError
+from .errors import SerializationError, UnsupportedError, VerifyError
 from .ir import AbstractValue, Apply, Const, Graph, Var, long_dtype, short_dtype
 from .primitives import get as get_primitive
 from .pytree import LEAF, TreeDef
+from .verify import verify
 
 FORMAT = "sciml-graph"
 VERSION = 1
@@ -37,13 +38,17 @@ def dumps(graph: Graph) -> str:
 
 
 def save(graph: Graph, path) -> None:
-    with open(path, "w") as f:
+    with open(path, "w", encoding="utf-8") as f:
         f.write(dumps(graph))
 
 
 def load(path) -> Graph:
-    with open(path) as f:
-        return loads(f.read())
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise SerializationError(f"{path} is not a saved sciml graph (not UTF-8: {e})") from None
+    return loads(text)
 
 
 def _encode_graph(g: Graph, table, index) -> int:
@@ -144,14 +149,22 @@ def loads(text: str) -> Graph:
     if data.get("version") != VERSION:
         raise SerializationError(f"saved graph has version {data.get('version')}, this sciml "
                                  f"reads version {VERSION}")
-    entries = data["graphs"]
-    graphs = [Graph([], [], [], e.get("name", "f")) for e in entries]
     try:
+        entries = data["graphs"]
+        graphs = [Graph([], [], [], e.get("name", "f")) for e in entries]
         for g, e in zip(graphs, entries):
             _decode_graph(g, e, graphs)
-    except (KeyError, IndexError, TypeError, ValueError) as err:
+        root = graphs[0]
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
         raise SerializationError(f"malformed saved graph: {err!r}") from None
-    return graphs[0]
+    except UnsupportedError as err:
+        raise SerializationError(f"saved graph uses {err}") from None
+    try:
+        # Tampered data can be well-formed JSON yet break SSA, arity or types.
+        verify(root)
+    except VerifyError as err:
+        raise SerializationError(f"saved graph is not a valid graph: {err}") from None
+    return root
 
 
 def _decode_graph(g: Graph, e: dict, graphs):
@@ -228,15 +241,22 @@ def _consts_equal(a: Graph, b: Graph, seen) -> bool:
     if (id(a), id(b)) in seen:
         return True
     seen.add((id(a), id(b)))
-    if len(a.body) != len(b.body):
+    if len(a.body) != len(b.body) or not _atoms_equal(a.outputs, b.outputs):
         return False
     for na, nb in zip(a.body, b.body):
-        for x, y in zip(na.inputs, nb.inputs):
-            if isinstance(x, Const) != isinstance(y, Const):
-                return False
-            if isinstance(x, Const) and x.value.tobytes() != y.value.tobytes():
-                return False
+        if not _atoms_equal(na.inputs, nb.inputs):
+            return False
         for sa, sb in zip(na.subgraphs(), nb.subgraphs()):
             if not _consts_equal(sa, sb, seen):
                 return False
+    return True
+
+
+def _atoms_equal(xs, ys) -> bool:
+    """Constants agree bit for bit (the text form abbreviates large ones)."""
+    for x, y in zip(xs, ys):
+        if isinstance(x, Const) != isinstance(y, Const):
+            return False
+        if isinstance(x, Const) and x.value.tobytes() != y.value.tobytes():
+            return False
     return True
