@@ -1,8 +1,9 @@
 """``verify(graph)``: check the IR invariants and name the offending node.
 
 Checked: every Var is defined once (SSA) before it is used; node outputs are fresh; the number of
-inputs and outputs fits the primitive; re-running each primitive's shape/dtype rule on the input
-avals reproduces the recorded output avals; subgraphs verify too (each once, so recursion ends).
+inputs (by the rule, or by the "unary"/"binary"/"ternary" tag) and outputs fits the primitive;
+re-running each primitive's shape/dtype rule on the input avals reproduces the recorded output
+avals; subgraphs verify too (each once, so recursion ends).
 """
 
 from __future__ import annotations
@@ -48,7 +49,20 @@ def _verify(g: Graph, seen: set[int]):
             raise VerifyError(f"graph {g.name}: output {o!r} is not defined in the graph")
 
 
+# Elementwise rules accept any number of operands (they broadcast them all); the tags say how
+# many the primitive really takes.
+_ARITY_TAGS = {"unary": 1, "binary": 2, "ternary": 3}
+
+
+def _check_arity(node, where: str):
+    for tag, n in _ARITY_TAGS.items():
+        if tag in node.prim.tags and len(node.inputs) != n:
+            raise VerifyError(f"{where}: {node.prim.name} takes {n} input(s), got "
+                              f"{len(node.inputs)}")
+
+
 def _check_types(node, where: str):
+    _check_arity(node, where)
     try:
         out = node.prim.abstract_eval(*[a.aval for a in node.inputs], **node.params)
     except SciMLError as e:
