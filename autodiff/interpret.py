@@ -23,8 +23,8 @@ def eval_graph_flat(graph: Graph, args) -> list:
         ins = [a.value if isinstance(a, Const) else env[a.id] for a in node.inputs]
         try:
             out = node.prim.impl(*ins, **node.params)
-        except SciMLError:
-            raise
+        except (SciMLError, RecursionError):
+            raise  # a RecursionError passes through unwrapped: wrapping each level is quadratic
         except Exception as e:  # a bug or a runtime failure in the numpy reference
             where = f" (from {node.source})" if node.source else ""
             raise type(e)(f"while evaluating {node.prim.name}{where}: {e}") from e

@@ -55,7 +55,16 @@ def _call_rule(*avals, graph):
 
 
 def _call_impl(*args, graph):
-    return tuple(_interp()(graph, args))
+    try:
+        return tuple(_interp()(graph, args))
+    except RecursionError as e:
+        if str(e).startswith("call:"):
+            raise
+        raise RecursionError(
+            f"call: graph {graph.name!r} recursed deeper than the interpreter allows (Python's "
+            "recursion limit): its base case is not reached for these arguments (check the cond "
+            "that should stop it), or the depth needs an iterative sciml.while_loop"
+        ) from None
 
 
 call_p = def_primitive("call", _call_rule, _call_impl, multiple_results=True, family="control")
