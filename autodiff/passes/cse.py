@@ -36,7 +36,7 @@ def cse(graph: Graph) -> Graph:
         for node in g.body:
             inputs = [lookup(a, env) for a in node.inputs]
             # Key on the original params: a rewritten recursive subgraph may still be unfilled.
-            key = None if has_effect(node) else keys.node(rebuild(node, inputs))
+            key = None if has_effect(node) else keys.node(node, inputs=inputs)
             new = rebuild(node, inputs, sub.params(node.params))
             if key is not None and key in seen:
                 env.update((o.id, r) for o, r in zip(node.outputs, seen[key].outputs))
@@ -56,12 +56,15 @@ class _Keys:
         self.graphs: dict[int, tuple] = {}
         self.active: list[int] = []
 
-    def node(self, node, var_key=None):
-        var_key = var_key or (lambda v: ("v", v.id))
-        ins = [self.atom(a, var_key) for a in node.inputs]
-        if "commutative" in node.prim.tags and _exact_commutative(node):
-            ins.sort(key=repr)
-        return (node.prim.name, tuple(ins), self.param(node.params))
+    def node(self, node, var_key=None, inputs=None):
+        var_key = var_key or _var_id
+        ins = [self.atom(a, var_key) for a in (node.inputs if inputs is None else inputs)]
+        if len(ins) == 2 and "commutative" in node.prim.tags and _exact_commutative(node):
+            # Any fixed order will do within one run; hashes are cheap to compare.
+            if hash(ins[0]) > hash(ins[1]):
+                ins.reverse()
+        params = self.param(node.params) if node.params else ()
+        return (node.prim.name, tuple(ins), params)
 
     def atom(self, a, var_key):
         if isinstance(a, Var):
@@ -116,7 +119,11 @@ class _Keys:
 
 
 def const_key(c: Const):
-    return ("c", str(c.value.dtype), c.value.shape, c.aval.weak, c.value.tobytes())
+    return ("c", c.value.dtype, c.value.shape, c.aval.weak, c.value.tobytes())
+
+
+def _var_id(v: Var):
+    return ("v", v.id)
 
 
 def _exact_commutative(node) -> bool:
