@@ -343,3 +343,11 @@ def can_fuse(node) -> bool:
 
 def available():
     """The CPU backend needs only numba, which sciml depends on."""
+
+
+def finish_plan(plan):
+    """Whole-plan code for plans with loops (``kernels.plancode``), else the step plan."""
+    from . import plancode
+    from .jit import compile_graph
+
+    return plancode.build(plan, lambda g: compile_graph(g, "cpu").plan) or plan

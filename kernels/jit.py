@@ -173,6 +173,10 @@ def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = Fals
     # [groups] -> Plan: buffers planned once, library nodes bound to their runners
     c.plan = timer("plan", getattr(tgt, "Plan", Plan), graph, groups, kernels, fns,
                    functools.partial(runner_for, backend=backend), reuse_outputs)
+    # Plan -> code: a target may compile the whole plan, loops included, into one function
+    finish = getattr(tgt, "finish_plan", None)
+    if finish is not None:
+        c.plan = timer("plan code", finish, c.plan)
     c.timings = timer.times
     _dump("time", " ".join(f"{k}={v * 1e3:.1f}ms" for k, v in timer.times.items()))
     return c
@@ -254,6 +258,12 @@ def _call_runner(node, sub):
     return lambda *args: tuple(sub(g, args))
 
 
+def _custom_runner(node, sub):
+    # custom_jvp_call / custom_vjp_call: the primal function is ``graph`` on the first n_in
+    g, n_in = node.params["graph"], node.params["n_in"]
+    return lambda *args: tuple(sub(g, args[:n_in]))
+
+
 def _cond_runner(node, sub):
     branches = node.params["branches"]
 
@@ -317,7 +327,8 @@ def _scan_runner(node, sub):
 
 
 CONTROL_RUNNERS = {
-    "call": _call_runner, "cond": _cond_runner, "fori_loop": _fori_runner,
+    "call": _call_runner, "checkpoint": _call_runner, "custom_jvp_call": _custom_runner,
+    "custom_vjp_call": _custom_runner, "cond": _cond_runner, "fori_loop": _fori_runner,
     "while_loop": _while_runner, "scan": _scan_runner,
 }
 

@@ -1,0 +1,195 @@
+"""Whole-plan code for the CPU: a plan with loops becomes one compiled numba function.
+
+On small grids a step is a few microseconds of work and calling a kernel from Python costs as
+much again, so a ``fori_loop`` driven from Python would spend most of its time dispatching.
+Here the plan is printed as a numba function that calls the fused kernels directly and runs
+the loop itself; the host returns to Python once per jitted call. The loop's carries alternate
+between two buffer sets allocated once (ping-pong), so iterations allocate nothing.
+
+Used for plans made of kernels and ``fori_loop`` nodes (nested loops included) whose values
+have numba dtypes; any other plan runs step by step from Python (``kernels.plan.Plan``).
+Loop bounds and every other value that changes between calls are arguments of the function,
+never constants baked into its source.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autodiff.ir import Const, Var
+
+from . import cache
+from .plan import KERNEL_ARRAY_DTYPE, KernelStep, LibraryStep, _kernel_arg
+
+
+class NotEligible(Exception):
+    """The plan holds a step whole-plan code does not cover; it runs from Python instead."""
+
+
+class PlanCode:
+    """A plan run by one compiled function; other attributes are those of the step plan."""
+
+    def __init__(self, plan, fn, fixed, n_out, source):
+        self.inner, self.fn, self.fixed, self.source = plan, fn, fixed, source
+        self.n_out = n_out
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, args) -> list:
+        g = self.inner.graph
+        arrays = [_kernel_arg(a, _Shape(p.aval)) for a, p in zip(args, g.params)]
+        outs = self.fn(*arrays, *self.fixed)
+        return [np.asarray(o).reshape(v.aval.shape) for o, v in zip(outs, g.outputs)]
+
+
+class _Shape:
+    """What ``_kernel_arg`` needs of a kernel buffer: its shape and dtype name."""
+
+    def __init__(self, aval):
+        self.shape = tuple(aval.shape) or (1,)
+        self.dtype = str(aval.dtype)
+
+
+def build(plan, compile_sub):
+    """``PlanCode`` for ``plan`` when it has a loop and every step is covered, else None."""
+    if not any(_is_fori(s) for s in plan.steps):
+        return None
+    em = _Emitter(compile_sub)
+    try:
+        _check_dtypes(plan)
+        params = [f"p{i}" for i in range(len(plan.graph.params))]
+        env = {p.id: name for p, name in zip(plan.graph.params, params)}
+        em.plan(plan, env, 1, em.body_outputs(plan))
+        outs = [em.result(o, env) for o in plan.graph.outputs]
+    except NotEligible:
+        return None
+    source = em.source(params, outs)
+    fn = cache.load(source, "plan", "cpu-plan")
+    return PlanCode(plan, fn, [a for _, a in em.fixed], len(outs), source)
+
+
+def _is_fori(step) -> bool:
+    return isinstance(step, LibraryStep) and step.node.prim.name == "fori_loop"
+
+
+def _check_dtypes(plan):
+    avals = [p.aval for p in plan.graph.params] + [o.aval for o in plan.graph.outputs]
+    if any(str(a.dtype) in KERNEL_ARRAY_DTYPE for a in avals):
+        raise NotEligible("half types are converted at the boundary by the step plan")
+
+
+class _Emitter:
+    def __init__(self, compile_sub):
+        self.compile_sub = compile_sub
+        self.lines: list[str] = []
+        self.fixed: list = []  # (name, array) passed to every call: buffers owned by the plan
+        self.imports: dict[str, str] = {}
+        self.count = 0
+
+    def fresh(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def own(self, arr) -> str:
+        name = f"t{len(self.fixed)}"
+        self.fixed.append((name, arr))
+        return name
+
+    def emit(self, ind: int, line: str):
+        self.lines.append("    " * ind + line)
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def plan(self, plan, env, ind, out_names):
+        for step in plan.steps:
+            if isinstance(step, KernelStep):
+                self.kernel(step, env, ind, out_names)
+            elif _is_fori(step):
+                self.fori(step.node, env, ind)
+            else:
+                raise NotEligible(step.node.prim.name)
+
+    def kernel(self, step, env, ind, out_names):
+        mod = step.fn.py_func.__module__
+        alias = self.imports.setdefault(mod, f"k{len(self.imports)}")
+        ins = [self.value(a, env, b) for a, b in zip(step.inputs, step.kernel.inputs)]
+        outs = []
+        for v, buf, b in zip(step.outputs, step.buffers, step.kernel.outputs):
+            if str(b.dtype) in KERNEL_ARRAY_DTYPE:
+                raise NotEligible("half-type buffer")
+            outs.append(out_names[v.id] if buf is None else self.own(buf))
+        self.emit(ind, f"{alias}({', '.join(ins + outs)})")
+        for v, name, b in zip(step.outputs, outs, step.kernel.outputs):
+            want = tuple(v.aval.shape) or (1,)
+            if tuple(b.shape) != want:
+                name2 = self.fresh("r")
+                self.emit(ind, f"{name2} = {name}.reshape({want!r})")
+                name = name2
+            env[v.id] = name
+
+    def value(self, a, env, buf) -> str:
+        if isinstance(a, Const):
+            return self.own(_kernel_arg(a.value, buf))
+        return env[a.id]
+
+    def scalar(self, a, env) -> str:
+        if isinstance(a, Const):
+            return str(int(a.value))
+        return f"{env[a.id]}[0]"
+
+    def fori(self, node, env, ind):
+        p = node.params
+        body, n = p["body"], p["num_carry"]
+        sub = self.compile_sub(body)
+        lo, hi = self.scalar(node.inputs[0], env), self.scalar(node.inputs[1], env)
+        carry = [self.fresh("c") for _ in range(n)]
+        for c, a in zip(carry, node.inputs[2:2 + n]):
+            self.emit(ind, f"{c} = {self.value(a, env, _Shape(a.aval))}")
+        caps = [self.value(a, env, _Shape(a.aval)) for a in node.inputs[2 + n:]]
+        ibuf = self.own(np.zeros(1, body.params[0].aval.dtype))
+        it, lo_name = self.fresh("it"), self.fresh("lo")
+        self.emit(ind, f"{lo_name} = {lo}")
+        self.emit(ind, f"for {it} in range({lo_name}, {hi}):")
+        self.emit(ind + 1, f"{ibuf}[0] = {it}")
+        for parity in (0, 1):
+            head = "if" if parity == 0 else "else"
+            self.emit(ind + 1, f"if ({it} - {lo_name}) % 2 == 0:" if head == "if" else "else:")
+            sub_env = {body.params[0].id: ibuf}
+            sub_env.update({q.id: c for q, c in zip(body.params[1:1 + n], carry)})
+            sub_env.update({q.id: c for q, c in zip(body.params[1 + n:], caps)})
+            outs = self.body_outputs(sub)
+            self.plan(sub, sub_env, ind + 2, outs)
+            for c, o in zip(carry, sub.graph.outputs):
+                self.emit(ind + 2, f"{c} = {self.result(o, sub_env, copy=False)}")
+        for v, c in zip(node.outputs, carry):
+            env[v.id] = c
+
+    def body_outputs(self, sub) -> dict:
+        """Buffers, owned by the plan, for the outputs of one parity of a loop body."""
+        names = {}
+        for step in sub.steps:
+            if isinstance(step, KernelStep):
+                for v, buf, b in zip(step.outputs, step.buffers, step.kernel.outputs):
+                    if buf is None:
+                        dt = KERNEL_ARRAY_DTYPE.get(str(b.dtype), np.dtype(b.dtype))
+                        names[v.id] = self.own(np.empty(b.shape, dt))
+        return names
+
+    def result(self, o, env, copy=True) -> str:
+        if isinstance(o, Const) or not isinstance(o, Var):
+            raise NotEligible("constant output")
+        name = env[o.id]
+        return f"{name}.copy()" if copy else name
+
+    # -- source -------------------------------------------------------------------------------
+
+    def source(self, params, outs) -> str:
+        imports = ["import numba", "import numpy as np"]
+        imports += [f"from {m} import kernel as {a}" for m, a in self.imports.items()]
+        args = ", ".join(params + [n for n, _ in self.fixed])
+        ret = ", ".join(outs) + ("," if len(outs) == 1 else "")
+        head = ["@numba.njit(error_model=\"numpy\", nogil=True, cache=True)",
+                f"def plan({args}):"]
+        return "\n".join(imports) + "\n\n\n" + "\n".join(
+            head + self.lines + [f"    return ({ret})"]) + "\n"
