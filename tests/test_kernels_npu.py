@@ -7,12 +7,16 @@ node named, unified-buffer overflow refused, and the cycle model's consistency a
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import ml_dtypes
 import numpy as np
 import pytest
+import test_docs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_kernels_primitives import PROGRAMS, RTOL, _check, _elementwise_names, _inputs
@@ -334,3 +338,19 @@ def test_tile_program_matches_golden(name):
         path.write_text(text)
     assert path.exists(), f"no golden copy {path.name}: run with SCIML_UPDATE_GOLDEN=1"
     assert text == path.read_text(), f"tile program for {name} changed"
+
+
+def test_docs_page_runs():
+    """docs/kernels.md runs and prints what it shows (the runner of tests/test_docs.py)."""
+    page = "docs/kernels.md"
+    blocks = test_docs.blocks((test_docs.ROOT / page).read_text())
+    env = dict(os.environ, PYTHONPATH=str(test_docs.ROOT))
+    env.pop("SCIML_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-c", test_docs._RUNNER, page],
+                          input=json.dumps([c for c, _ in blocks]), capture_output=True,
+                          text=True, cwd=test_docs.ROOT, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outputs = json.loads(proc.stdout.strip().splitlines()[-1])
+    for i, ((_, expected), got) in enumerate(zip(blocks, outputs)):
+        if expected is not None:
+            assert got.rstrip() == expected.rstrip(), f"{page} block {i + 1}"
