@@ -86,24 +86,30 @@ class Solution:
         arr = np.asarray(self[name])
         if ax is None:
             _, ax = plt.subplots()
+        space = arr.ndim - (1 if self.t is not None else 0)
+        names = list(self.coords)
         if self.kind == "ode":
             ax.plot(self.t, arr, label=name)
             ax.set_xlabel("t")
-        elif arr.ndim == 2:
-            (xname, x), = self.coords.items()
-            for i in np.linspace(0, len(self.t) - 1, min(frames, len(self.t))).astype(int):
-                ax.plot(x, arr[i], label=f"t={self.t[i]:.3g}")
-            ax.set_xlabel(xname)
-        else:
+        elif space == 1:
+            xs = self.coords[names[0]]
+            if self.t is None:
+                ax.plot(xs, arr, label=name)
+            else:
+                for i in np.linspace(0, len(self.t) - 1, min(frames, len(self.t))).astype(int):
+                    ax.plot(xs, arr[i], label=f"t={self.t[i]:.3g}")
+            ax.set_xlabel(names[0])
+        elif space == 2:
             frame = arr[-1] if self.t is not None else arr
-            names = list(self.coords)
-            ext = [self.coords[names[1]][0], self.coords[names[1]][-1],
-                   self.coords[names[0]][0], self.coords[names[0]][-1]]
-            im = ax.imshow(frame, origin="lower", extent=ext, aspect="auto")
+            ext = [self.coords[names[0]][0], self.coords[names[0]][-1],
+                   self.coords[names[1]][0], self.coords[names[1]][-1]]
+            im = ax.imshow(frame.T, origin="lower", extent=ext, aspect="auto")
             ax.figure.colorbar(im, ax=ax)
-            ax.set_xlabel(names[1]), ax.set_ylabel(names[0])
+            ax.set_xlabel(names[0]), ax.set_ylabel(names[1])
+        else:
+            raise NotImplementedError("plotting 3-D fields is not supported; use to_xarray()")
         ax.set_title(name)
-        if self.kind != "steady" and arr.ndim <= 2:
+        if space <= 1:
             ax.legend()
         return ax
 
