@@ -423,9 +423,15 @@ def hessian(f, argnums=0):
 def hvp(f, primals, tangents):
     """Hessian-vector product by forward-over-reverse: ``jvp(grad(f), primals, tangents)``.
 
-    ``primals`` and ``tangents`` are tuples (one entry per argument of f); returns the tangent
-    of the gradient with respect to all arguments.
+    ``primals`` and ``tangents`` are tuples (one entry per argument of f), or a single array
+    each for a function of one argument; returns the tangent of the gradient.
+
+    >>> import numpy as np, sciml
+    >>> hvp(lambda x: np.sum(x ** 3), np.array([1.0, 2.0]), np.array([1.0, 0.0]))
+    array([6., 0.])
     """
+    if not isinstance(primals, tuple):
+        primals, tangents = (primals,), (tangents,)
     nargs = len(primals)
     gf = grad(f, argnums=tuple(range(nargs)))
     _, t = jvp(gf, tuple(primals), tuple(tangents))
