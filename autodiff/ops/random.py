@@ -37,14 +37,27 @@ def philox4x32(counter, key, rounds: int = ROUNDS):
 
     Returns the 4 output words. Checked against the Random123 known-answer vectors.
     """
-    c0, c1, c2, c3 = (np.asarray(c, np.uint64) & _MASK32 for c in counter)
-    k0, k1 = (np.asarray(k, np.uint64) & _MASK32 for k in key)
+    words = [np.asarray(c, np.uint64) & _MASK32 for c in counter]
+    shape = np.broadcast_shapes(*(w.shape for w in words))
+    c0, c1, c2, c3 = (np.broadcast_to(w, shape).copy() for w in words)
+    k0, k1 = (int(k) & 0xFFFFFFFF for k in key)
+    p0, p1 = np.empty(shape, np.uint64), np.empty(shape, np.uint64)
     for r in range(rounds):
         if r:
-            k0, k1 = (k0 + _W0) & _MASK32, (k1 + _W1) & _MASK32
-        p0, p1 = _M0 * c0, _M1 * c2  # 32 x 32 -> 64 bits: exact in uint64
-        c0, c1, c2, c3 = ((p1 >> _SHIFT32) ^ c1 ^ k0, p1 & _MASK32,
-                          (p0 >> _SHIFT32) ^ c3 ^ k1, p0 & _MASK32)
+            k0, k1 = (k0 + int(_W0)) & 0xFFFFFFFF, (k1 + int(_W1)) & 0xFFFFFFFF
+        # 32 x 32 -> 64-bit products are exact in uint64; hi = p >> 32, lo = p & mask.
+        np.multiply(c0, _M0, out=p0)
+        np.multiply(c2, _M1, out=p1)
+        # (c0, c1, c2, c3) <- (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0), in place: each word is
+        # read before it is overwritten.
+        np.right_shift(p1, _SHIFT32, out=c0)
+        c0 ^= c1
+        c0 ^= np.uint64(k0)
+        np.right_shift(p0, _SHIFT32, out=c2)
+        c2 ^= c3
+        c2 ^= np.uint64(k1)
+        np.bitwise_and(p1, _MASK32, out=c1)
+        np.bitwise_and(p0, _MASK32, out=c3)
     return c0, c1, c2, c3
 
 
@@ -59,7 +72,7 @@ def _blocks(key, count: int, domain: int):
     i = np.arange(count, dtype=np.uint64)
     hi = (i >> _SHIFT32) | (np.uint64(domain) << np.uint64(30))
     ctr = (i & _MASK32, hi, k[1] & _MASK32, k[1] >> _SHIFT32)
-    w0, w1, w2, w3 = philox4x32(ctr, (k[0] & _MASK32, k[0] >> _SHIFT32))
+    w0, w1, w2, w3 = philox4x32(ctr, (int(k[0] & _MASK32), int(k[0] >> _SHIFT32)))
     return (w0 << _SHIFT32) | w1, (w2 << _SHIFT32) | w3
 
 
