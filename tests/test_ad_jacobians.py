@@ -109,3 +109,38 @@ def test_grad_has_aux_and_multiple_argnums():
     assert float(gb) == pytest.approx(float(fd_b), rel=1e-7)
     np.testing.assert_allclose(gw, fd_jacobian(lambda w: loss(w, 0.1)[0], X0), rtol=1e-6,
                                atol=1e-8)
+
+
+def test_eager_calls_trace_once_per_signature():
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return np.sum(np.sin(x) * x)
+
+    df = grad(f)
+    for x in (X0, X0 * 2, X0 + 1):
+        df(x)
+    assert len(calls) == 1
+    grad(f)(X0[:5])  # a new shape traces again
+    assert len(calls) == 2
+
+
+def test_transforms_nest_inside_traces_and_print():
+    from autodiff.trace import make_graph
+
+    g = make_graph(grad(grad(lambda x: np.sin(x) * x)), 0.5)
+    text = str(g)
+    assert text.startswith("graph ") and "sin" in text and "cos" in text
+    from autodiff.interpret import eval_graph
+
+    assert float(eval_graph(g, 0.5)) == pytest.approx(2 * np.cos(0.5) - 0.5 * np.sin(0.5))
+
+
+@pytest.mark.parametrize("module", ["jvp", "transpose", "api", "checkpoint", "custom"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"autodiff.{module}")
+    assert doctest.testmod(mod).failed == 0
