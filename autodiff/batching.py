@@ -568,17 +568,10 @@ def _ensure(x, b, size):
 
 
 def _batch_branches(branches, flags, size):
-    oflags = None
-    for _ in range(len(branches[0].outputs) + 1):
-        graphs, fls = zip(*[batch_graph(b, flags, size) for b in branches])
-        union = [any(col) for col in zip(*fls)]
-        if all(list(f) == union for f in fls):
-            return list(graphs), union
-        oflags = union
-        # Branches disagree: batch the outputs of all of them (wrap so each returns batched).
-        graphs = [_force_outputs(g, fl, oflags, size) for g, fl in zip(graphs, fls)]
-        return graphs, oflags
-    raise AssertionError("unreachable")
+    """Batch every branch; where branches disagree on an output, all of them batch it."""
+    graphs, fls = zip(*[batch_graph(b, flags, size) for b in branches])
+    union = [any(col) for col in zip(*fls)]
+    return [_force_plain(g, fl, union, size) for g, fl in zip(graphs, fls)], union
 
 
 def _force_outputs(graph, have, want, size):

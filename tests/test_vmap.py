@@ -364,3 +364,14 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_switch_with_batched_and_unbatched_index():
+    fn, make = _switch_case()
+    rng = np.random.default_rng(7)
+    samples = [make(rng) for _ in range(5)]
+    idx = np.stack([s[0] for s in samples])
+    xs = np.stack([s[1] for s in samples])
+    _check(vmap(fn)(idx, xs), _loop(fn, samples))
+    _check(vmap(fn, in_axes=(None, 0))(np.asarray(2), xs),
+           _loop(fn, [[np.asarray(2), s[1]] for s in samples]))
