@@ -88,3 +88,26 @@ def test_optimize_preserves_random_graphs(program, shapes, data):
     g, h = check_pass(optimize, program, shapes, data, may_grow=True)
     assert h.count_nodes() <= inline(g).count_nodes()
     assert graph_key(optimize(h)) == graph_key(h)  # optimize is idempotent
+
+
+@settings(max_examples=20, deadline=None)
+@given(programs(), param_shapes(), st.data())
+def test_passes_preserve_gradient_graphs_of_random_programs(program, shapes, data):
+    # Derivative graphs bring other primitives (broadcast_in_dim, reductions from transposes,
+    # selects from maximum's rule) and many zeros and ones for the passes to work on.
+    from graphgen import arrays, assert_same, run
+
+    from autodiff.api import grad
+    from autodiff.interpret import eval_graph_flat
+    from autodiff.passes import cse, dce, fold, simplify
+
+    def f(*xs):
+        return sum(snp.sum(o) for o in run(program, *xs))
+
+    g = sciml.make_graph(grad(f, argnums=tuple(range(len(shapes)))),
+                         *[np.zeros(s) for s in shapes])
+    xs = [data.draw(arrays(s)) for s in shapes]
+    want = eval_graph_flat(g, xs)
+    for run_pass in (inline, dce, cse, fold, simplify, optimize):
+        h = sciml.verify(run_pass(g))
+        assert_same(eval_graph_flat(h, xs), want)

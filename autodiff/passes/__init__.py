@@ -40,8 +40,9 @@ PIPELINE = (inline, fold, simplify, cse, dce)
 
 
 def debug_verify() -> bool:
-    """True when ``SCIML_DEBUG`` names ``verify``."""
-    return "verify" in os.environ.get("SCIML_DEBUG", "").replace(" ", "").split(",")
+    """True when ``SCIML_DEBUG`` names ``verify`` (or ``all``)."""
+    flags = os.environ.get("SCIML_DEBUG", "").replace(" ", "").split(",")
+    return "verify" in flags or "all" in flags
 
 
 def optimize(graph: Graph, max_rounds: int = 8) -> Graph:
