@@ -1,6 +1,5 @@
-"""``einsum`` for one or two operands, lowered to existing primitives:
-diagonals (a mask and a sum), sums over labels that appear once, ``dot_general`` for the
-contraction, and a final ``transpose``.
+"""``einsum`` lowered to existing primitives: diagonals (a mask and a sum), sums over labels
+that appear once, ``dot_general`` for each pairwise contraction, and a final ``transpose``.
 
 >>> import numpy as np
 >>> a, b = np.arange(6.0).reshape(2, 3), np.arange(12.0).reshape(3, 4)
@@ -23,26 +22,30 @@ from .trace import abstractify
 _LABELS = set(string.ascii_letters)
 
 
-def einsum(subscripts: str, *operands):
-    """numpy's ``einsum`` (explicit ``->`` or implicit output, ``...`` broadcasting) for one or
-    two operands; more operands raise UnsupportedError (contract them pairwise)."""
+def einsum(subscripts: str, *operands, optimize=None):
+    """numpy's ``einsum`` (explicit ``->`` or implicit output, ``...`` broadcasting). More than
+    two operands are contracted pairwise from the left; ``optimize`` is accepted for numpy
+    compatibility and ignored (the order is always left to right)."""
     if not isinstance(subscripts, str):
         raise UnsupportedError("einsum: only the string form einsum('ij,jk->ik', a, b) is "
                                "supported")
-    if len(operands) not in (1, 2):
-        raise UnsupportedError(f"einsum: {len(operands)} operands; sciml supports one or two "
-                               "(contract the others pairwise)")
+    if not operands:
+        raise ArityError("einsum: needs at least one operand")
     ins, out = _parse(subscripts, [abstractify(x).ndim for x in operands])
     xs = lax.promote("einsum", *operands)
     sizes = _sizes(subscripts, ins, [abstractify(x).shape for x in xs])
-    keep = set(out) | (set(ins[1]) & set(ins[0]) if len(ins) == 2 else set())
     terms = []
-    for x, lab in zip(xs, ins):
+    for i, (x, lab) in enumerate(zip(xs, ins)):
+        # Labels that no other operand and not the output use are summed right away.
+        needed = set("".join(ins[:i] + ins[i + 1:])) | set(out)
         x, lab = _diagonals(x, lab)
-        x, lab = _sum_out(x, lab, keep if len(ins) == 2 else set(out))
+        x, lab = _sum_out(x, lab, needed)
         terms.append((_broadcast(x, lab, sizes), lab))
-    x, lab = terms[0] if len(terms) == 1 else _contract(*terms, out)
-    x, lab = _sum_out(x, lab, set(out))
+    while len(terms) > 1:
+        (x, lx), (y, ly), rest = terms[0], terms[1], terms[2:]
+        later = set("".join(lab for _, lab in rest)) | set(out)
+        terms = [_contract((x, lx), (y, ly), later)] + rest
+    x, lab = _sum_out(*terms[0], set(out))
     return lax.transpose(x, [lab.index(c) for c in out])
 
 
@@ -122,11 +125,12 @@ def _broadcast(x, lab, sizes):
     return (lax.broadcast_to(x, shape) if abstractify(x).shape != shape else x)
 
 
-def _contract(left, right, out: str):
+def _contract(left, right, later: set):
+    """Contract two terms; labels in ``later`` (used by later operands or the output) stay."""
     (x, lx), (y, ly) = left, right
     shared = [c for c in lx if c in ly]
-    batch = [c for c in shared if c in out]
-    contract = [c for c in shared if c not in out]
+    batch = [c for c in shared if c in later]
+    contract = [c for c in shared if c not in later]
     dims = (([lx.index(c) for c in contract], [ly.index(c) for c in contract]),
             ([lx.index(c) for c in batch], [ly.index(c) for c in batch]))
     res = lax.dot_general(x, y, dims)

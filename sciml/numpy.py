@@ -599,11 +599,11 @@ def tensordot(a, b, axes=2):
     return lax.dot_general(a, b, ((la, lb), ((), ())))
 
 
-def einsum(subscripts, *operands):
-    """einsum for two operands (or one: traces, sums, transposes) via dot_general."""
+def einsum(subscripts, *operands, optimize=None):
+    """``np.einsum`` (string subscripts): pairwise dot_general contractions, left to right."""
     from autodiff.einsum import einsum as _einsum
 
-    return _einsum(subscripts, *operands)
+    return _einsum(subscripts, *operands, optimize=optimize)
 
 
 def trace(a, offset=0, axis1=0, axis2=1):

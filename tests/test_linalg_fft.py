@@ -360,4 +360,19 @@ def test_einsum_dtypes_and_errors():
     with pytest.raises(ShapeError, match="einsum"):
         einsum("ijk", np.ones((2, 3)))
     with pytest.raises(UnsupportedError, match="einsum"):
-        einsum("i,i,i", np.ones(2), np.ones(2), np.ones(2))
+        einsum(np.ones(2), [0])
+
+
+@pytest.mark.parametrize("sub,shapes", [
+    ("i,i,i", [(4,), (4,), (4,)]), ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]),
+    ("ij,jk,ki", [(2, 3), (3, 4), (4, 2)]), ("bi,bj,bk->bijk", [(2, 3), (2, 4), (2, 5)]),
+    ("ij,j,jk,k", [(2, 3), (3,), (3, 4), (4,)]), ("ab,bc,cd,de->ae", [(2, 3), (3, 2), (2, 3),
+                                                                         (3, 2)]),
+])
+def test_einsum_many_operands(sub, shapes):
+    ops = [RNG.normal(size=s) for s in shapes]
+    ref = np.einsum(sub, *ops)
+    got = both(lambda *o: einsum(sub, *o), *ops)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    traced_np = traced(lambda *o: np.einsum(sub, *o, optimize=True), *ops)
+    np.testing.assert_allclose(traced_np, ref, rtol=1e-12, atol=1e-12)
