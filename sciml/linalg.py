@@ -176,35 +176,33 @@ def lu_factor(a):
 # Determinants
 
 
-def slogdet(a):
-    """``np.linalg.slogdet``: (sign, log|det|) from the LU factorisation."""
-    (a,) = _inexact("slogdet", a)
-    n = _square("slogdet", a)
+def _lu_diagonal_and_sign(name, a):
+    """LU of a: the diagonal of u and the sign (+1/-1) of the row permutation."""
+    (a,) = _inexact(name, a)
+    n = _square(name, a)
     lu, piv, _ = _P["lu"].bind(a)
-    d = _diagonal(lu)
     swaps = lax.sum(lax.convert_element_type(
         lax.compare("ne", piv, np.arange(n, dtype=np.int64)), np.int64), axis=-1)
     parity = lax.sub(1, lax.mul(2, lax.binary("mod", swaps, 2)))
+    d = _diagonal(lu)
+    return d, lax.convert_element_type(parity, abstractify(d).dtype)
+
+
+def slogdet(a):
+    """``np.linalg.slogdet``: (sign, log|det|) from the LU factorisation."""
+    d, parity = _lu_diagonal_and_sign("slogdet", a)
     absd = lax.unary("abs", d)
     # The phase of a zero pivot is taken as 0, so a singular matrix gets sign 0 (as numpy).
     safe = lax.where(lax.compare("eq", absd, 0), 1, absd)
     phase = lax.div(d, lax.convert_element_type(safe, abstractify(d).dtype))
-    sign = lax.mul(lax.reduce("reduce_prod", phase, -1),
-                   lax.convert_element_type(parity, abstractify(d).dtype))
-    logdet = lax.sum(lax.unary("log", absd), axis=-1)
-    return sign, logdet
+    sign = lax.mul(lax.reduce("reduce_prod", phase, -1), parity)
+    return sign, lax.sum(lax.unary("log", absd), axis=-1)
 
 
 def det(a):
     """``np.linalg.det`` = sign * prod(diag(u)) of the LU factorisation."""
-    (a,) = _inexact("det", a)
-    n = _square("det", a)
-    lu, piv, _ = _P["lu"].bind(a)
-    swaps = lax.sum(lax.convert_element_type(
-        lax.compare("ne", piv, np.arange(n, dtype=np.int64)), np.int64), axis=-1)
-    parity = lax.sub(1, lax.mul(2, lax.binary("mod", swaps, 2)))
-    d = lax.reduce("reduce_prod", _diagonal(lu), -1)
-    return lax.mul(d, lax.convert_element_type(parity, abstractify(d).dtype))
+    d, parity = _lu_diagonal_and_sign("det", a)
+    return lax.mul(lax.reduce("reduce_prod", d, -1), parity)
 
 
 # ---------------------------------------------------------------------------------------------
