@@ -421,7 +421,7 @@ class Simulator:
                 f"npu: program {prog.name} allocates {prog.ub_bytes} bytes of unified buffer; "
                 f"this device has {cfg.ub_bytes}; recompile for it (npu.use_config)")
         k = prog.kernel
-        gm = {b.name: a for b, a in zip(k.inputs + k.outputs, arrays)}
+        gm = {b.name: _gm_view(a, b.dtype) for b, a in zip(k.inputs + k.outputs, arrays)}
         cycles = cfg.launch
         for r0 in range(0, prog.rows, prog.tile_rows):
             r1 = min(prog.rows, r0 + prog.tile_rows)
@@ -439,6 +439,12 @@ class Simulator:
 
 
 SIMULATOR = Simulator()
+
+
+def _gm_view(a, dtype: str):
+    """A GM array as its storage dtype: the plan may pass bfloat16 as its uint16 bits."""
+    a = np.asarray(a)
+    return a.view(dtypes.bfloat16) if dtype == "bfloat16" and a.dtype == np.uint16 else a
 
 
 def _storage(k: Kernel, buf: str) -> str:
