@@ -22,6 +22,7 @@ UnsupportedError naming it; a primitive declared ``differentiable=False`` gives 
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -56,7 +57,21 @@ def has_tangent(aval) -> bool:
 # The transform
 
 
-_CACHE: dict = {}
+class GraphMemo:
+    """Results of a transform per graph and options, forgotten when the graph is."""
+
+    def __init__(self):
+        self._by_graph = weakref.WeakKeyDictionary()
+
+    def get(self, graph, key):
+        return self._by_graph.get(graph, {}).get(key)
+
+    def put(self, graph, key, value):
+        self._by_graph.setdefault(graph, {})[key] = value
+        return value
+
+
+_CACHE = GraphMemo()
 _ACTIVE: set = set()
 
 
@@ -73,9 +88,10 @@ def jvp_graph(graph: Graph, nonzero, instantiate=True, optimized: bool = False):
     nonzero = tuple(bool(n) and has_tangent(a) for n, a in zip(nonzero, graph.in_avals))
     n_out = len(graph.outputs)
     inst = tuple([bool(instantiate)] * n_out if isinstance(instantiate, bool) else instantiate)
-    key = (id(graph), nonzero, inst, optimized)
-    if key in _CACHE:
-        return _CACHE[key][1]
+    key = (nonzero, inst, optimized)
+    hit = _CACHE.get(graph, key)
+    if hit is not None:
+        return hit
     if id(graph) in _ACTIVE:
         raise UnsupportedError(
             f"jvp: graph {graph.name!r} is recursive; differentiating recursive graph functions "
@@ -86,8 +102,7 @@ def jvp_graph(graph: Graph, nonzero, instantiate=True, optimized: bool = False):
         result = _build(graph, nonzero, inst, optimized)
     finally:
         _ACTIVE.discard(id(graph))
-    _CACHE[key] = (graph, result)  # keep the graph alive so its id is not reused
-    return result
+    return _CACHE.put(graph, key, result)
 
 
 def _build(graph, nonzero, inst, optimized):

@@ -31,7 +31,7 @@ from . import dtypes
 from . import lax as L
 from .errors import NotDifferentiableError, UnsupportedError
 from .ir import Apply, Const, Graph, Var
-from .jvp import _dce, has_tangent, jvp_graph, optimize
+from .jvp import GraphMemo, _dce, has_tangent, jvp_graph, optimize
 from .primitives import PRIMITIVES
 from .trace import bind, trace_flat
 
@@ -78,15 +78,14 @@ def partial_eval(graph: Graph, unknown, instantiate=False):
     n_out = len(graph.outputs)
     inst = [bool(instantiate)] * n_out if isinstance(instantiate, bool) else list(instantiate)
     # Memoised: loop fixed points and nested checkpoints split the same subgraph repeatedly.
-    key = (id(graph), tuple(bool(u) for u in unknown), tuple(inst))
-    if key in _PE_CACHE:
-        return _PE_CACHE[key][1]
-    result = _partial_eval(graph, unknown, inst)
-    _PE_CACHE[key] = (graph, result)  # the graph is kept so that its id stays unique
-    return result
+    key = (tuple(bool(u) for u in unknown), tuple(inst))
+    hit = _PE_CACHE.get(graph, key)
+    if hit is not None:
+        return hit
+    return _PE_CACHE.put(graph, key, _partial_eval(graph, unknown, inst))
 
 
-_PE_CACHE: dict = {}
+_PE_CACHE = GraphMemo()
 
 
 def _partial_eval(graph, unknown, inst):
@@ -263,7 +262,7 @@ def _transpose_node(node, cts, env, lin_ids, ct_env):
             _accum(ct_env, a, ct)
 
 
-_T_CACHE: dict = {}
+_T_CACHE = GraphMemo()
 
 
 def transpose_graph(graph: Graph, linear_mask, optimized: bool = False) -> Graph:
@@ -274,9 +273,10 @@ def transpose_graph(graph: Graph, linear_mask, optimized: bool = False) -> Graph
     ``optimized=True`` runs the passes on the result (the outermost transform does).
     """
     mask = tuple(bool(m) for m in linear_mask)
-    key = (id(graph), mask, optimized)
-    if key in _T_CACHE:
-        return _T_CACHE[key][1]
+    key = (mask, optimized)
+    hit = _T_CACHE.get(graph, key)
+    if hit is not None:
+        return hit
     known, lin, out_unk, nres = partial_eval(graph, mask)
     lin_avals = [a for a, m in zip(graph.in_avals, mask) if m]
     nonlin_avals = [a for a, m in zip(graph.in_avals, mask) if not m]
@@ -292,7 +292,7 @@ def transpose_graph(graph: Graph, linear_mask, optimized: bool = False) -> Graph
     g, captured, _ = trace_flat(fn, nonlin_avals + ct_avals, f"transpose_{graph.name}")
     assert not captured
     g = optimize(g) if optimized else _dce(g)
-    _T_CACHE[key] = (graph, g)
+    _T_CACHE.put(graph, key, g)
     return g
 
 
