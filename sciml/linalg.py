@@ -17,6 +17,8 @@ True
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from autodiff import dtypes as _dt
@@ -29,6 +31,21 @@ __all__ = [
     "cholesky", "det", "eigh", "eigvalsh", "inv", "lu_factor", "matrix_norm", "multi_dot",
     "norm", "qr", "slogdet", "solve", "solve_triangular", "triangular_solve", "vector_norm",
 ]
+
+
+class QRResult(NamedTuple):
+    Q: object
+    R: object
+
+
+class EighResult(NamedTuple):
+    eigenvalues: object
+    eigenvectors: object
+
+
+class SlogdetResult(NamedTuple):
+    sign: object
+    logabsdet: object
 
 
 def _arr(x):
@@ -148,7 +165,7 @@ def qr(a, mode="reduced"):
                                "'complete' or 'r')")
     (a,) = _inexact("qr", a)
     q, r = _P["qr"].bind(a, full_matrices=mode == "complete")
-    return r if mode == "r" else (q, r)
+    return r if mode == "r" else QRResult(q, r)
 
 
 def eigh(a, UPLO="L"):  # noqa: N803  (numpy's argument name)
@@ -157,7 +174,7 @@ def eigh(a, UPLO="L"):  # noqa: N803  (numpy's argument name)
     if UPLO not in ("L", "U"):
         raise ShapeError(f"eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
     (a,) = _inexact("eigh", a)
-    return _P["eigh"].bind(a, lower=UPLO == "L")
+    return EighResult(*_P["eigh"].bind(a, lower=UPLO == "L"))
 
 
 def eigvalsh(a, UPLO="L"):  # noqa: N803
@@ -196,7 +213,7 @@ def slogdet(a):
     safe = lax.where(lax.compare("eq", absd, 0), 1, absd)
     phase = lax.div(d, lax.convert_element_type(safe, abstractify(d).dtype))
     sign = lax.mul(lax.reduce("reduce_prod", phase, -1), parity)
-    return sign, lax.sum(lax.unary("log", absd), axis=-1)
+    return SlogdetResult(sign, lax.sum(lax.unary("log", absd), axis=-1))
 
 
 def det(a):

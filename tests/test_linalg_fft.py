@@ -115,6 +115,11 @@ def test_cholesky_qr_eigh():
         np.testing.assert_allclose(q @ r, m[:, :, :3], atol=1e-12)
     assert linalg.qr(m, "r").shape == (2, 4, 4)
     w, v = both(linalg.eigh, a)
+    res = traced(lambda x: (linalg.eigh(x).eigenvalues, linalg.qr(x).R,
+                            linalg.slogdet(x).logabsdet), a)
+    ref = (np.linalg.eigh(a).eigenvalues, np.linalg.qr(a).R, np.linalg.slogdet(a).logabsdet)
+    for x, y in zip(res, ref):
+        np.testing.assert_allclose(np.abs(x), np.abs(y), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(w, np.linalg.eigvalsh(a), rtol=1e-12)
     np.testing.assert_allclose(a @ v, v * w[:, None, :], atol=1e-10)
     # UPLO="U" reads the other triangle
