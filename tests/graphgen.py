@@ -4,7 +4,8 @@ A program is a list of instructions over a pool of values (the parameters first)
 instruction appends one value: an elementwise unary or binary op, an op with a special constant
 (0, -0.0, 1, NaN, Inf, ...), a traced constant expression, a reduction, a broadcast, a reshape
 or transpose pair, a select, a call of a graph function, a cond, or a repeat of an earlier
-instruction (a common subexpression). Only some values are returned, so the rest is dead code.
+instruction (a common subexpression); with ``loops=True`` also scan, fori_loop and while_loop.
+Only some values are returned, so the rest is dead code.
 ``trace(program)`` gives the graph, ``arrays(shape)`` inputs with special values, and
 ``assert_same`` compares results bit for bit (NaN positions equal, the sign of zero included).
 """
@@ -72,7 +73,39 @@ def _apply(ins, pool):
         return helper(a)
     if op == "cond":
         return sciml.cond(snp.sum(a) > 0.0, lambda: a * 2.0, lambda: a - 1.0)
+    if op in LOOPS:
+        return LOOPS[op](a, b, ins)
     raise AssertionError(op)
+
+
+def _vec4(a):
+    return snp.broadcast_to(a, (4,)) if a.ndim == 0 else snp.reshape(a, (4,))
+
+
+def _scan(a, b, ins):
+    """A scan over ``a`` (as 4 steps) carrying ``b``, with a capture, a cond inside and a dead
+    value in the body."""
+    scale = snp.sum(b) * 0.25  # captured by the body
+
+    def step(c, t):
+        dead = snp.exp(c) * t  # noqa: F841
+        c = sciml.cond(t > 0.0, lambda: c * 0.5 + t * scale, lambda: c - t)
+        return c, snp.sum(c) * 1.0 - t
+
+    c, ys = sciml.scan(step, b, _vec4(a), reverse=bool(ins[3] % 2))
+    return c + snp.sum(ys)
+
+
+def _fori(a, b, ins):
+    return sciml.fori_loop(0, ins[3] % 4, lambda k, c: snp.sin(c) + k * 1.0, a)
+
+
+def _while(a, b, ins):
+    return sciml.while_loop(lambda c: snp.sum(snp.abs(c)) < 10.0, lambda c: c * 2.0 + 1.0, a,
+                            max_steps=5)
+
+
+LOOPS = {"scan": _scan, "fori": _fori, "while": _while}
 
 
 def run(program, *params):
@@ -88,8 +121,11 @@ def run(program, *params):
     return tuple(pool[i % len(pool)] for i in returned)
 
 
-def _instruction():
+def _instruction(loops: bool):
     idx = st.integers(0, 30)
+    if loops:
+        loop = st.tuples(st.sampled_from(sorted(LOOPS)), idx, idx, st.integers(0, 7))
+        return st.one_of(loop, _instruction(False))
     return st.one_of(
         st.tuples(st.just("unary"), idx, st.sampled_from(UNARY)),
         st.tuples(st.just("binary"), idx, idx, st.sampled_from(BINARY)),
@@ -107,9 +143,10 @@ def _instruction():
     )
 
 
-def programs(max_len: int = 12):
-    """Strategy: (instructions, indices of the returned values)."""
-    return st.tuples(st.lists(_instruction(), min_size=1, max_size=max_len),
+def programs(max_len: int = 12, loops: bool = False):
+    """Strategy: (instructions, indices of the returned values). ``loops`` adds scan (with a
+    cond, a capture and dead code in its body), fori_loop and while_loop instructions."""
+    return st.tuples(st.lists(_instruction(loops), min_size=1, max_size=max_len),
                      st.lists(st.integers(-5, 40), min_size=1, max_size=3))
 
 
