@@ -52,6 +52,21 @@ def prepare(graph):
     return (lambda xs: eval_graph_flat(graph, list(xs))), 0.0
 
 
+def paired_ratio(fn, base, args, reps=5):
+    """Median run time of ``fn`` and median of its ratio to ``base``, timed alternately so that
+    load from other processes hits both alike."""
+    times, ratios = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        base(args)
+        t1 = time.perf_counter()
+        fn(args)
+        t2 = time.perf_counter()
+        times.append(t2 - t1)
+        ratios.append((t2 - t1) / (t1 - t0))
+    return statistics.median(times), statistics.median(ratios)
+
+
 def timed_run(fn, args, reps=3):
     times = []
     out = None
@@ -102,15 +117,15 @@ def sciml_graph(method, k, x):
     return g, out_index, time.perf_counter() - t0
 
 
-def bench_sciml(method, kmax, x, ref):
+def bench_sciml(method, kmax, x, ref, run_f):
     rows = []
     for k in range(1, kmax + 1):
         g, idx, t_trace = sciml_graph(method, k, x)
         run, t_compile = prepare(g)
-        run([x])  # the first call may load kernels from the disk cache
-        t_run, out = timed_run(run, [x], reps=3)
+        out = run([x])  # the first call may load kernels from the disk cache
+        t_run, ratio = paired_ratio(run, run_f, [x])
         err = _rel_err(out[idx], ref[k]) if ref is not None else float("nan")
-        rows.append((k, t_trace, t_compile, t_run, g.count_nodes(), err))
+        rows.append((k, t_trace, t_compile, t_run, ratio, g.count_nodes(), err))
         if t_trace > TRACE_BUDGET_S:
             break
     return rows
@@ -155,7 +170,7 @@ def jax_methods():
     return jax, {"grad": nested_grad, "jvp": nested_jvp, "jet": jet_k}
 
 
-def bench_jax(jax, make, kmax, x):
+def bench_jax(jax, make, kmax, x, run_f):
     rows = []
     for k in range(1, kmax + 1):
         fn = make(k)
@@ -171,8 +186,8 @@ def bench_jax(jax, make, kmax, x):
         def run(args, c=compiled):
             return c(args[0]).block_until_ready()
 
-        t_run, _ = timed_run(run, [x])
-        rows.append((k, t_trace, t_compile, t_run, n_eqns, float("nan")))
+        t_run, ratio = paired_ratio(run, run_f, [x])
+        rows.append((k, t_trace, t_compile, t_run, ratio, n_eqns, float("nan")))
         if t_trace + t_compile > TRACE_BUDGET_S:
             break
     return rows
@@ -204,12 +219,12 @@ def reference_derivatives(x, kmax):
     return out
 
 
-def print_rows(title, rows, f_time):
+def print_rows(title, rows):
     print(f"\n{title}")
     print(f"{'k':>3} {'trace s':>9} {'compile s':>10} {'run s':>9} {'run/f':>7} {'nodes':>7} "
           f"{'rel.err':>9}")
-    for k, tt, tc, tr, n, err in rows:
-        print(f"{k:>3} {tt:>9.3f} {tc:>10.3f} {tr:>9.4f} {tr / f_time:>7.1f} {n:>7} {err:>9.1e}")
+    for k, tt, tc, tr, ratio, n, err in rows:
+        print(f"{k:>3} {tt:>9.3f} {tc:>10.3f} {tr:>9.4f} {ratio:>7.1f} {n:>7} {err:>9.1e}")
 
 
 def part1(points, kmax, with_jax):
@@ -220,11 +235,12 @@ def part1(points, kmax, with_jax):
     f_time, _ = timed_run(run_f, [x], reps=5)
     print(f"\n== k-th derivative of sin(x) exp(-x^2/2) + x^3 over {points} points ==\n"
           f"sciml backend: {BACKEND}; f itself: {f_time * 1e3:.1f} ms there, "
-          f"{np_time * 1e3:.1f} ms in numpy; run/f is relative to the backend's f")
+          f"{np_time * 1e3:.1f} ms in numpy; run/f: median ratio to the backend's f, timed "
+          "alternately")
     ref = reference_derivatives(x, kmax)
     for method in ("jet", "jvp", "grad"):
         print_rows(f"sciml nested {method}" if method != "jet" else "sciml jet (derivatives)",
-                   bench_sciml(method, kmax, x, ref), f_time)
+                   bench_sciml(method, kmax, x, ref, run_f))
     if with_jax is not None:
         jax, makers = with_jax
         xj = jax.numpy.asarray(x)
@@ -232,9 +248,10 @@ def part1(points, kmax, with_jax):
         fj(xj).block_until_ready()
         jf_time, _ = timed_run(lambda a: fj(a[0]).block_until_ready(), [xj], reps=5)
         print(f"\n(JAX's jitted f: {jf_time * 1e3:.1f} ms; run/f below is relative to it)")
+        run_jf = lambda a: fj(a[0]).block_until_ready()  # noqa: E731
         for method in ("jet", "jvp", "grad"):
             print_rows(f"JAX nested {method}" if method != "jet" else "JAX jet",
-                       bench_jax(jax, makers[method], kmax, xj), jf_time)
+                       bench_jax(jax, makers[method], kmax, xj, run_jf))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,27 +269,38 @@ def part2(n, with_jax):
     print(f"\n== Hessian and HVP of sum(log(cosh(A x))), A {n}x{n} (sciml backend: {BACKEND}) ==")
     s = 1 / np.cosh(a @ x) ** 2
     h_ref = a.T @ (s[:, None] * a)
-    t_mm, _ = timed_run(lambda _: (a @ a, a @ a), [None])
-    t_h_analytic, _ = timed_run(lambda _: a.T @ ((1 / np.cosh(a @ x) ** 2)[:, None] * a), [None])
-    t_hvp_analytic, _ = timed_run(lambda _: a.T @ ((1 / np.cosh(a @ x) ** 2) * (a @ v)), [None])
-    print(f"two dense {n}x{n} matrix products: {t_mm * 1e3:8.1f} ms")
-    print(f"analytic Hessian A^T diag(s) A:    {t_h_analytic * 1e3:8.1f} ms")
-    print(f"analytic HVP:                      {t_hvp_analytic * 1e3:8.2f} ms")
+
+    def two_products(_):
+        return a @ a, a @ a
+
+    def hvp_analytic(_):
+        return a.T @ ((1 / np.cosh(a @ x) ** 2) * (a @ v))
+
+    t_mm, _ = timed_run(two_products, None)
+    t_h, _ = timed_run(lambda _: a.T @ ((1 / np.cosh(a @ x) ** 2)[:, None] * a), None)
+    t_hvp, _ = timed_run(hvp_analytic, None)
+    print(f"two dense {n}x{n} matrix products (numpy): {t_mm * 1e3:8.2f} ms")
+    print(f"analytic Hessian A^T diag(s) A (numpy):   {t_h * 1e3:8.2f} ms")
+    print(f"analytic HVP (numpy):                     {t_hvp * 1e3:8.2f} ms")
+    print("ratios: median of alternate timings against the reference named in brackets")
     cases = {
-        "hessian": (lambda z: hessian(F)(z), [x], h_ref),
-        "hvp": (lambda z, w: hvp(F, (z,), (w,)), [x, v], h_ref @ v),
-        "laplacian": (lambda z: laplacian(F)(z), [x], np.trace(h_ref)),
+        "hessian": (lambda z: hessian(F)(z), [x], h_ref, two_products, "2 matmuls"),
+        "hvp": (lambda z, w: hvp(F, (z,), (w,)), [x, v], h_ref @ v, hvp_analytic,
+                "analytic HVP"),
+        "laplacian": (lambda z: laplacian(F)(z), [x], np.trace(h_ref), two_products,
+                      "2 matmuls"),
     }
-    for name, (fn, args, want) in cases.items():
+    for name, (fn, args, want, ref, ref_name) in cases.items():
         t0 = time.perf_counter()
         g = optimize(make_graph(fn, *args))
         t_trace = time.perf_counter() - t0
         run, t_compile = prepare(g)
-        run(args)
-        t_run, out = timed_run(run, args)
+        out = run(args)
+        t_run, ratio = paired_ratio(run, ref, args)
         err = _rel_err(out[0], want)
         print(f"sciml {name:<10} trace {t_trace:6.3f} s  compile {t_compile:6.3f} s  run "
-              f"{t_run * 1e3:8.2f} ms  nodes {g.count_nodes():>4}  rel.err {err:.1e}")
+              f"{t_run * 1e3:8.2f} ms  = {ratio:5.2f} x [{ref_name}]  nodes "
+              f"{g.count_nodes():>3}  rel.err {err:.1e}")
     if with_jax is not None:
         jax = with_jax[0]
         jnp = jax.numpy
@@ -281,16 +309,18 @@ def part2(n, with_jax):
             return jnp.sum(jnp.log(jnp.cosh(jnp.asarray(a) @ z)))
 
         jcases = {
-            "hessian": (jax.hessian(Fj), [x]),
-            "hvp": (lambda z, w: jax.jvp(jax.grad(Fj), (z,), (w,))[1], [x, v]),
+            "hessian": (jax.hessian(Fj), [x], two_products, "2 matmuls"),
+            "hvp": (lambda z, w: jax.jvp(jax.grad(Fj), (z,), (w,))[1], [x, v], hvp_analytic,
+                    "analytic HVP"),
         }
-        for name, (fn, args) in jcases.items():
+        for name, (fn, args, ref, ref_name) in jcases.items():
             t0 = time.perf_counter()
             c = jax.jit(fn).lower(*args).compile()
             t_c = time.perf_counter() - t0
             c(*args).block_until_ready()
-            t_run, _ = timed_run(lambda xs, c=c: c(*xs).block_until_ready(), args)
-            print(f"JAX   {name:<10} trace+compile {t_c:6.3f} s  run {t_run * 1e3:8.2f} ms")
+            t_run, ratio = paired_ratio(lambda xs, c=c: c(*xs).block_until_ready(), ref, args)
+            print(f"JAX   {name:<10} trace+compile {t_c:6.3f} s             run "
+                  f"{t_run * 1e3:8.2f} ms  = {ratio:5.2f} x [{ref_name}]")
 
 
 def main(argv=None):
