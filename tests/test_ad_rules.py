@@ -417,3 +417,34 @@ def test_reverse_mode_through_while_without_max_steps_raises():
     assert float(jvp(f, (2.0,), (1.0,))[1]) == pytest.approx(4 * 2.0 ** 3)  # d x^4
     with pytest.raises(NotDifferentiableError, match="max_steps"):
         grad(f)(2.0)
+
+
+HALF_CASES = sorted(
+    set(UNARY_DOMAINS) - {"real", "imag", "conj"} | {
+        "add", "sub", "mul", "div", "pow", "maximum", "minimum", "atan2", "integer_pow",
+        "select", "reduce_sum", "reduce_max", "cumsum", "sort", "broadcast_in_dim", "reshape",
+        "transpose", "rev", "slice", "pad", "concatenate", "shift", "take", "scatter_add",
+        "dynamic_slice", "dynamic_update_slice", "dot_general", "scan", "cond"})
+
+
+@pytest.mark.parametrize("name", HALF_CASES)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_jvp_and_vjp_track_float64(name, dtype):
+    from autodiff import dtypes
+
+    dt = dtypes.dtype(dtype)
+    fn, args = case_function(name, dt)
+    rng = R(7)
+    vs = [_rand_like(rng, a.astype(np.float64)).astype(dt) for a in args]
+    _, t = jvp(fn, tuple(args), tuple(vs))
+    _, t64 = jvp(fn, tuple(a.astype(np.float64) for a in args),
+                 tuple(v.astype(np.float64) for v in vs))
+    for got in _float_out(t):
+        assert got.dtype == dt
+    tol = 0.02 if dtype == "float16" else 0.1
+    for got, want in zip(_float_out(t), _float_out(t64)):
+        scale = max(1.0, float(np.abs(want).max()))
+        np.testing.assert_allclose(got.astype(np.float64), want, rtol=tol, atol=tol * scale)
+    out, pull = vjp(fn, *args)
+    cts = pull(_rand_like(rng, np.asarray(out, np.float64)).astype(dt))
+    assert all(np.asarray(c).dtype == dt for c in cts)
