@@ -23,6 +23,7 @@ import weakref
 
 import numpy as np
 
+from . import dtypes
 from . import lax as L
 from .errors import ArityError, DTypeError, NotDifferentiableError, ShapeError
 from .jvp import has_tangent, jvp_graph
@@ -97,7 +98,7 @@ def _check_float_output(name, aval):
     if aval.shape != ():
         raise ShapeError(f"{name}: the function must return a scalar, got an array {aval}; "
                          "use jacrev/jacfwd or vjp for non-scalar outputs")
-    if not has_tangent(aval) or np.iscomplexobj(np.zeros((), aval.dtype)):
+    if not has_tangent(aval) or dtypes.is_complex(aval.dtype):
         raise DTypeError(f"{name}: the function must return a real float scalar, got {aval}")
 
 
@@ -118,7 +119,7 @@ def jvp(f, primals, tangents):
         if pa.shape != ta.shape:
             raise ShapeError(f"jvp: tangent {i} has shape {ta.shape}, its primal {pa.shape}")
     tr = _trace(f, primals, "jvp")
-    n, nc = len(p_leaves), len(tr.captured)
+    nc = len(tr.captured)
     nz = tuple(has_tangent(abstractify(p)) for p in p_leaves) + (False,) * nc
     jg = _derived(tr, ("jvp", nz), lambda: jvp_graph(tr.graph, nz, instantiate=True,
                                                          optimized=True)[0])
@@ -126,7 +127,6 @@ def jvp(f, primals, tangents):
           for p, t, z in zip(p_leaves, t_leaves, nz) if z]
     res = eval_in_trace(jg, list(p_leaves) + tr.captured + ts)
     n_out = len(tr.graph.outputs)
-    del n
     return tree_unflatten(tr.out_tree, res[:n_out]), tree_unflatten(tr.out_tree, res[n_out:])
 
 
