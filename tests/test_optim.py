@@ -117,8 +117,8 @@ def test_thor_factors_of_a_dense_layer():
     y = RNG.normal(size=(6, 2)).astype(np.float32)
     step = optim.THOR(0.1).train_step(net, nn.MSELoss())
     state = step.init()
-    probes = step._probe_shapes(state, x)
-    grads, loss, factors = step._tapped(state["params"], state["buffers"], probes, x, y)
+    probes = step._probes(state, x)
+    grads, loss, factors, _ = step._tapped(state["params"], state["buffers"], probes, x, y)
     a1 = np.concatenate([x, np.ones((6, 1))], axis=1)
     np.testing.assert_allclose(factors[""][0], a1.T @ a1 / 6, rtol=1e-5)
     ds = 2 * (net(x) - y) / y.size
@@ -134,3 +134,19 @@ def test_clip_by_global_norm():
 
 def test_docstrings_run():
     assert doctest.testmod(optim).failed == 0
+
+
+def test_thor_step_updates_batchnorm_buffers_and_feeds_dropout_keys():
+    net = nn.SequentialCell(nn.Dense(3, 4), nn.BatchNorm(4), nn.ReLU(), nn.Dropout(0.1),
+                            nn.Dense(4, 2))
+    step = optim.THOR(0.05, frequency=2).train_step(net, nn.SoftmaxCrossEntropyWithLogits())
+    state = step.init()
+    x = RNG.normal(size=(8, 3)).astype(np.float32)
+    y = RNG.integers(0, 2, 8)
+    losses = []
+    for i in range(6):  # refresh steps 0, 2, 4 and ordinary steps between
+        state, loss = step(state, x, y, key=nn.key(i))
+        losses.append(float(loss))
+    assert np.any(state["buffers"]["1.moving_mean"] != 0)
+    assert set(state["opt"]["inv"]) == {"0.", "4."}
+    assert losses[-1] < losses[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autodiff.trace import abstractify
+from autodiff.trace import abstractify, make_graph
 
 from .. import numpy as snp
 from .. import precision
@@ -24,69 +24,64 @@ class THORStep(TrainOneStep):
         super().__init__(net, loss, optimizer, policy=policy)
         self.layers = _curvature_layers(net)
         self._tapped = compiled(self._tapped_step, "thor_tapped_step")
+        self._rows: dict = {}   # input shape -> {layer: (rows, out_channels)}
         self.count = 0
 
     def __call__(self, state, x, y, key=None):
-        if self.count % self.optimizer.frequency == 0:
-            state, loss = self._refresh_and_step(state, x, y)
-        else:
-            state, loss = super().__call__(state, x, y, key)
+        refresh = self.count % self.optimizer.frequency == 0
         self.count += 1
-        return state, loss
-
-    def _refresh_and_step(self, state, x, y):
-        probes = self._probe_shapes(state, x)
-        grads, loss, factors = self._tapped(state["params"], state["buffers"], probes, x, y)
+        if not refresh:
+            return super().__call__(state, x, y, key)
+        probes = self._probes(state, x)
+        args = (state["params"], state["buffers"], probes, x, y) + (() if key is None else (key,))
+        grads, loss, factors, buffers = self._tapped(*args)
         opt = self.optimizer.refresh(state["opt"], factors)
         params, opt = self.optimizer.update(grads, opt, state["params"])
-        return {**state, "params": params, "opt": opt}, loss
+        return {**state, "params": params, "buffers": buffers, "opt": opt}, loss
 
-    def _probe_shapes(self, state, x):
-        # One eager-free shape pass: trace the forward once to learn each layer's output rows.
-        import sciml
-
+    def _probes(self, state, x):
+        """Zero probes, one per layer, shaped like the layer's (rows, out_channels) output."""
         from ..optim import _Taps
 
-        shapes = getattr(self, "_shapes", {}).get(np.shape(x))
-        if shapes is None:
-            holder = {}
+        if np.shape(x) not in self._rows:
+            rows = {}
 
-            def record(params, x):
+            def record(params, x):  # traced once, only to read the shapes
                 taps = _Taps({})
                 with precision.policy(self.policy):
-                    self.net.apply(params, x, buffers=state["buffers"], training=True, taps=taps)
+                    # Any key will do: only the shapes of this trace are read.
+                    self.net.apply(params, x, buffers=state["buffers"], training=True, taps=taps,
+                                   key=np.zeros(2, np.int64))
                 for prefix, cell in self.layers:
-                    a = abstractify(taps.acts[id(cell)])
-                    holder[prefix] = (a.shape[0], cell.out_channels)
+                    rows[prefix] = (abstractify(taps.acts[id(cell)]).shape[0], cell.out_channels)
                 return 0.0
 
-            sciml.make_graph(record, state["params"], x)
-            shapes = holder
-            self._shapes = {**getattr(self, "_shapes", {}), np.shape(x): shapes}
-        return {p: np.zeros(s, np.float32) for p, s in shapes.items()}
+            make_graph(record, state["params"], x)
+            self._rows[np.shape(x)] = rows
+        return {p: np.zeros(s, np.float32) for p, s in self._rows[np.shape(x)].items()}
 
-    def _tapped_step(self, params, buffers, probes, x, y):
+    def _tapped_step(self, params, buffers, probes, x, y, key=None):
         from ..optim import _Taps
 
         n = abstractify(x).shape[0]
 
-        def loss_fn(pp, buffers, x, y):
+        def loss_fn(pp, buffers, x, y, key):
             params, probes = pp
             taps = _Taps({id(c): probes[p] for p, c in self.layers})
             with precision.policy(self.policy):
-                out, _ = self.net.apply(params, x, buffers=buffers, training=True, taps=taps)
-                return self.loss(out, y), {p: taps.acts[id(c)] for p, c in self.layers}
+                out, nb = self.net.apply(params, x, buffers=buffers, training=True, key=key,
+                                         taps=taps)
+                return self.loss(out, y), ({p: taps.acts[id(c)] for p, c in self.layers}, nb)
 
-        (loss, acts), (grads, ds) = value_and_grad(loss_fn, has_aux=True)(
-            (params, probes), buffers, x, y)
+        (loss, (acts, new_buffers)), (grads, ds) = value_and_grad(loss_fn, has_aux=True)(
+            (params, probes), buffers, x, y, key)
         factors = {}
         for prefix, _ in self.layers:
             a = snp.astype(acts[prefix], np.float32)
             rows = abstractify(a).shape[0]
             if prefix + "bias" in params:
                 a = snp.concatenate([a, snp.ones((rows, 1), np.float32)], axis=1)
-            positions = rows // n
-            g = ds[prefix]
+            g = snp.astype(ds[prefix], np.float32)
             factors[prefix] = (snp.matmul(snp.transpose(a), a) / n,
-                               snp.matmul(snp.transpose(g), g) * (n / positions))
-        return grads, loss, factors
+                               snp.matmul(snp.transpose(g), g) * (n / (rows // n)))
+        return grads, loss, factors, new_buffers
