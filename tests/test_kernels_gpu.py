@@ -270,3 +270,233 @@ def test_gpu_cases_and_cuda_graph_replay(name):
         for g, w in zip(got, want if isinstance(want, tuple) else (want,)):
             dt = str(np.asarray(w).dtype)
             _check(np.asarray(g).astype(np.asarray(w).dtype), np.asarray(w), dt, name)
+
+
+# -- the generated CUDA run on the host -----------------------------------------------------
+# Without a GPU, the CUDA C itself is still checked for meaning: it is compiled as C++ with a
+# small shim (a block = BLOCK std::threads meeting at a std::barrier for __syncthreads, shared
+# memory = function statics, blocks run one after another, __half as _Float16, bfloat16 as its
+# bits with round-to-nearest-even) and run through the CPU plan against the interpreter.
+
+GXX = shutil.which("g++")
+needs_gxx = pytest.mark.skipif(GXX is None, reason="g++ is not on PATH")
+
+HOST_SHIM = r"""
+#include <math.h>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <algorithm>
+#include <barrier>
+#include <functional>
+#include <thread>
+#include <vector>
+using std::min; using std::max; using std::isnan; using std::isinf; using std::isfinite;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+struct sc_dim3 { unsigned int x; };
+thread_local sc_dim3 threadIdx, blockIdx;
+static sc_dim3 blockDim{256}, gridDim{1};
+static std::barrier<>* sc_bar;
+inline void __syncthreads() { sc_bar->arrive_and_wait(); }
+static void sc_run(int grid, int block, const std::function<void()>& f) {
+  gridDim.x = grid; blockDim.x = block;
+  for (int b = 0; b < grid; ++b) {
+    std::barrier<> bar(block); sc_bar = &bar;
+    std::vector<std::thread> ts;
+    for (int t = 0; t < block; ++t)
+      ts.emplace_back([&, t] { threadIdx.x = t; blockIdx.x = b; f(); });
+    for (auto& th : ts) th.join();
+  }
+}
+struct __half { _Float16 v; };
+inline float __half2float(__half h) { return (float)h.v; }
+inline __half __float2half_rn(float f) { return __half{(_Float16)f}; }
+struct __nv_bfloat16 { uint16_t bits; };
+inline float __bfloat162float(__nv_bfloat16 h) {
+  uint32_t u = (uint32_t)h.bits << 16; float f; std::memcpy(&f, &u, 4); return f;
+}
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+  uint32_t u; std::memcpy(&u, &f, 4);
+  if (f != f) return __nv_bfloat16{0x7fc0};
+  u += 0x7fff + ((u >> 16) & 1);
+  return __nv_bfloat16{(uint16_t)(u >> 16)};
+}
+inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline double __longlong_as_double(long long i) { double d; std::memcpy(&d, &i, 8); return d; }
+"""
+
+
+def _ctypes_of(k):
+    ins = [f"const {gpu.CTYPE[b.dtype]}*" for b in k.inputs]
+    outs = [f"{gpu.CTYPE[b.dtype]}*" for b in k.outputs]
+    parts = [f"{gpu.CTYPE[r.acc_dtype]}*" for r in k.reductions]
+    return ins, outs, parts
+
+
+def _launchers(j, k) -> str:
+    ins, outs, parts = _ctypes_of(k)
+    full = bool(k.reductions) and k.depth == 0
+    sig = ins + outs + (parts if full else [])
+    args = ", ".join(f"({t})a[{i}]" for i, t in enumerate(sig))
+    text = (f'extern "C" void launch_k{j}(void** a, int grid) {{\n'
+            f"  sc_run(grid, {gpu.BLOCK}, [&] {{ k{j}({args}); }});\n}}\n")
+    if full:
+        sig = [f"const {p}" for p in parts] + outs
+        n = len(ins) + len(outs)
+        order = list(range(n, n + len(parts))) + list(range(len(ins), n))
+        args = ", ".join(f"({t})a[{i}]" for t, i in zip(sig, order))
+        text += (f'extern "C" void launch_k{j}_finish(void** a) {{\n'
+                 f"  sc_run(1, {gpu.BLOCK}, [&] {{ k{j}_finish({args}); }});\n}}\n")
+    return text
+
+
+class HostCuda:
+    """The CUDA of ``kernels`` compiled for the host; ``fn(j)`` runs kernel j like GPUKernel."""
+
+    def __init__(self, kernels, tmp_path: Path):
+        import ctypes
+
+        self.kernels = kernels
+        bodies = [gpu.print_kernel(k, name=f"k{j}").split(gpu.PRELUDE, 1)[1]
+                  for j, k in enumerate(kernels)]
+        src = HOST_SHIM + gpu.PRELUDE + "\n".join(bodies) + "\n".join(
+            _launchers(j, k) for j, k in enumerate(kernels))
+        cpp, lib = tmp_path / "host_cuda.cpp", tmp_path / "host_cuda.so"
+        cpp.write_text(src)
+        r = subprocess.run([GXX, "-O1", "-std=c++20", "-pthread", "-shared", "-fPIC",
+                            "-w", "-o", str(lib), str(cpp)], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr[-4000:]
+        self.lib = ctypes.CDLL(str(lib))
+
+    def fn(self, j):
+        import ctypes
+
+        k = self.kernels[j]
+        launch = getattr(self.lib, f"launch_k{j}")
+        finish = getattr(self.lib, f"launch_k{j}_finish", None) if (
+            k.reductions and k.depth == 0) else None
+
+        def run(*arrays):
+            n_in = len(k.inputs)
+            bufs = [_device_like(a, b.dtype, j >= n_in)
+                    for j, (a, b) in enumerate(zip(arrays, k.inputs + k.outputs))]
+            if finish is not None:
+                bufs += [np.empty(gpu.REDUCE_BLOCKS, dtypes.dtype(r.acc_dtype))
+                         for r in k.reductions]
+            ptrs = (ctypes.c_void_p * len(bufs))(*[b.ctypes.data for b in bufs])
+            launch(ptrs, _grid(k))
+            if finish is not None:
+                finish(ptrs)
+            for a, b, buf in zip(arrays[len(k.inputs):], k.outputs, bufs[len(k.inputs):]):
+                if buf is not a:
+                    a[...] = buf.view(dtypes.bfloat16) if a.dtype != buf.dtype and \
+                        b.dtype == "bfloat16" else buf
+
+        return run
+
+
+def _device_like(a, dtype, output=False):
+    """What the device holds: half types in their storage format (the CPU plan widens them)."""
+    if dtype == "bfloat16" and a.dtype == np.uint16:
+        return a  # the CPU plan passes bfloat16 as its bits already
+    if output and dtype in ("float16", "bfloat16"):
+        return np.empty(a.shape, np.float16 if dtype == "float16" else np.uint16)
+    a = np.ascontiguousarray(a)
+    if dtype == "bfloat16":
+        return np.ascontiguousarray(a.astype(dtypes.bfloat16).view(np.uint16))
+    if dtype == "float16":
+        return np.ascontiguousarray(a.astype(np.float16))
+    return a
+
+
+def _grid(k) -> int:
+    """Small grids so that grid-stride loops wrap (fewer host threads, same code paths)."""
+    import math
+
+    if k.reductions and k.depth == 0:
+        return gpu.REDUCE_BLOCKS
+    if k.reductions:
+        return min(math.prod(k.domain[:k.depth]), 3)
+    return max(1, min(-(-math.prod(k.domain) // gpu.BLOCK), 3))
+
+
+def _run_on_host(programs, tmp_path):
+    """Compile the CUDA of every ``(fn, args)`` in one host library and run each program
+    through the CPU plan; returns the outputs per program."""
+    import functools
+
+    from kernels.jit import runner_for
+    from kernels.plan import Plan
+
+    compiled = [gpu.cuda_source(fn, *args) for fn, args in programs]
+    kernels, where = [], []
+    for c in compiled:
+        where.append({i: len(kernels) + j for j, i in enumerate(sorted(c.kernels))})
+        kernels += [c.kernels[i] for i in sorted(c.kernels)]
+    host = HostCuda(kernels, tmp_path)
+    results = []
+    for c, w, (_, args) in zip(compiled, where, programs):
+        fns = {i: host.fn(j) for i, j in w.items()}
+        plan = Plan(c.graph, c.groups, c.kernels, fns,
+                    functools.partial(runner_for, backend="cpu"))
+        leaves = [np.asarray(a) for a in args]
+        results.append(plan([a if a.dtype == p.aval.dtype else a.astype(p.aval.dtype)
+                             for a, p in zip(leaves, c.graph.params)]))
+    return results
+
+
+@pytest.fixture
+def small_reductions(monkeypatch):
+    monkeypatch.setattr(gpu, "REDUCE_BLOCKS", 4)  # 4 partial blocks: fewer host threads
+
+
+@needs_gxx
+def test_host_cuda_every_primitive(tmp_path, small_reductions):
+    programs, checks = [], []
+    for dtype in GPU_DTYPES:
+        prog, args, names = _elementwise_program(dtype)
+        programs.append((prog, args))
+        checks.append([(f"{n} at {dtype}", dtype) for n in names])
+    for name in sorted(PROGRAMS):
+        fn, args = PROGRAMS[name]
+        try:
+            want = eval_graph(make_graph(fn, *args), *args)
+        except TypeError:
+            continue
+        programs.append((fn, args))
+        checks.append([(name, "float64")] * len(_flat(want)))
+    for (fn, args), outs, chk in zip(programs, _run_on_host(programs, tmp_path), checks):
+        want = _flat(eval_graph(make_graph(fn, *args), *args))
+        assert len(outs) == len(want)
+        for g, w, (what, dtype) in zip(outs, want, chk):
+            _check(g, w, dtype, f"host cuda: {what}")
+
+
+def _flat(x):
+    return list(x) if isinstance(x, (tuple, list)) else [x]
+
+
+@needs_gxx
+def test_host_cuda_random_fused_programs(tmp_path, small_reductions):
+    programs = []
+
+    @settings(max_examples=12, deadline=None)
+    @given(st.lists(ops, min_size=1, max_size=8),
+           st.sampled_from(["float64", "float32", "bfloat16"]))
+    def gen(instrs, dtype):
+        rng = np.random.default_rng(len(instrs))
+        x, y = (rng.uniform(-1, 1, (5, 7)).astype(dtypes.dtype(dtype)) for _ in range(2))
+        programs.append((_program(instrs), [x, y], dtype))
+
+    gen()
+    outs = _run_on_host([(f, a) for f, a, _ in programs], tmp_path)
+    for (f, args, dtype), got in zip(programs, outs):
+        want = eval_graph(make_graph(f, *args), *args)
+        for g, w in zip(got, want):
+            rtol = {"float64": 1e-12, "float32": 1e-5, "bfloat16": 0.13}[dtype]
+            np.testing.assert_allclose(np.asarray(g, np.float64), np.asarray(w, np.float64),
+                                       rtol=rtol, atol=rtol)
