@@ -6,7 +6,8 @@ is a checkpoint of the JVP graph. Partial evaluation (reverse mode) keeps only t
 as residuals, and its transpose re-runs the primal part of the callee before transposing the
 linear part: memory for time.
 
-``checkpointed_scan(f, init, xs, length)`` has ``scan``'s signature and result; the steps are
+``checkpointed_scan(f, init, xs, length)`` has ``scan``'s signature and result
+(``checkpointed_fori_loop`` is the same for ``fori_loop`` with Python-int bounds); the steps are
 nested as a scan of length 2 over checkpointed scans of half the length (recursively, the
 binomial / recursive-halving scheme), so the reverse pass holds about 2 log2(n) carries at a
 time and recomputes each step about log2(n) times.
@@ -141,6 +142,20 @@ def checkpointed_scan(f, init, xs=None, length: int | None = None, base: int = 2
         length = abstractify(x_leaves[0]).shape[0]
     step = checkpoint(f, name="step")
     return _nested(step, init, xs, int(length), max(int(base), 1))
+
+
+def checkpointed_fori_loop(lower: int, upper: int, body_fun, init_val, base: int = 2):
+    """``fori_loop(lower, upper, body_fun, init_val)`` with binomial checkpointing (the bounds
+    are Python ints: the trip count must be known to nest the steps)."""
+    lower, upper = int(lower), int(upper)
+    n = max(upper - lower, 0)
+    idx = np.arange(lower, lower + n, dtype=np.int64)
+
+    def step(c, i):
+        return body_fun(i, c), None
+
+    carry, _ = checkpointed_scan(step, init_val, idx, length=n, base=base)
+    return carry
 
 
 def _nested(step, carry, xs, n, base):

@@ -8,7 +8,12 @@ import pytest
 
 import sciml  # noqa: F401  (attaches the numpy handlers)
 from autodiff.api import grad, jacfwd, jacrev, jvp, vjp
-from autodiff.checkpoint import checkpoint, checkpointed_scan, peak_live_bytes
+from autodiff.checkpoint import (
+    checkpoint,
+    checkpointed_fori_loop,
+    checkpointed_scan,
+    peak_live_bytes,
+)
 from autodiff.errors import NotDifferentiableError
 from autodiff.ops.control import cond, fori_loop, scan, switch, while_loop
 from autodiff.trace import make_graph
@@ -164,6 +169,17 @@ def test_checkpointed_scan_gives_the_same_values_and_gradients():
     assert float(ck(P0)) == pytest.approx(float(plain(P0)), rel=1e-14)
     np.testing.assert_allclose(grad(ck)(P0), grad(plain)(P0), rtol=1e-12)
     np.testing.assert_allclose(jacfwd(ck)(P0), grad(plain)(P0), rtol=1e-12)
+
+
+def test_checkpointed_fori_loop_matches_fori_loop():
+    def f(p, loop):
+        return np.sum(loop(0, 37, lambda i, u: euler_step(u, p[0]) * (1 + 0.001 * i),
+                           U0 * p[1]) ** 2)
+
+    ck = lambda p: f(p, checkpointed_fori_loop)  # noqa: E731
+    plain = lambda p: f(p, fori_loop)  # noqa: E731
+    assert float(ck(P0)) == pytest.approx(float(plain(P0)), rel=1e-14)
+    np.testing.assert_allclose(grad(ck)(P0), grad(plain)(P0), rtol=1e-12)
 
 
 @pytest.mark.slow
