@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import scipy.signal
 import scipy.special
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sciml
 import sciml.nn as nn
@@ -44,6 +46,21 @@ def test_conv2d_matches_scipy(stride, padding, dilation):
     w = RNG.normal(size=(4, 3, 3, 2))
     y = F.conv(x, w, stride, padding, dilation)
     np.testing.assert_allclose(y, conv2d_ref(x, w, stride, padding, dilation), atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(0, 2), st.integers(1, 2),
+       st.integers(1, 3), st.integers(5, 9), st.integers(5, 9))
+def test_conv2d_matches_scipy_property(kh, kw, padding, dilation, stride, h, w):
+    x = RNG.normal(size=(1, 2, h, w))
+    k = RNG.normal(size=(3, 2, kh, kw))
+    if (h + 2 * padding - dilation * (kh - 1) - 1 < 0
+            or w + 2 * padding - dilation * (kw - 1) - 1 < 0):
+        with pytest.raises(ShapeError, match="smaller than the kernel"):
+            F.conv(x, k, stride, padding, dilation)
+        return
+    ref = conv2d_ref(x, k, stride, padding, dilation)
+    np.testing.assert_allclose(F.conv(x, k, stride, padding, dilation), ref, atol=1e-12)
 
 
 def test_conv1d_matches_scipy():
