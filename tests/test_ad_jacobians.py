@@ -144,3 +144,20 @@ def test_docstring_examples_run(module):
 
     mod = importlib.import_module(f"autodiff.{module}")
     assert doctest.testmod(mod).failed == 0
+
+
+def test_linearize_reuses_the_primal_and_matches_jvp():
+    from autodiff.api import jvp, linearize
+
+    out, f_jvp = linearize(vec_fn, X0)
+    np.testing.assert_allclose(out, vec_fn(X0), rtol=1e-15)
+    for seed in range(2):
+        v = np.random.default_rng(seed).standard_normal(N)
+        np.testing.assert_allclose(f_jvp(v), jvp(vec_fn, (X0,), (v,))[1], rtol=1e-12,
+                                   atol=1e-14)
+
+
+def test_vjp_has_aux():
+    out, pull, aux = vjp(lambda x: (np.sum(x ** 2), x.shape[0]), X0, has_aux=True)
+    assert aux == N
+    np.testing.assert_allclose(pull(np.float64(1.0))[0], 2 * X0, rtol=1e-15)
