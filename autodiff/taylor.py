@@ -455,6 +455,47 @@ def _solve(K, series):
     return [y]
 
 
+@_rule("triangular_solve")
+def _triangular_solve(K, series, **params):
+    """op(A) y = b (or y op(A) = b): the same recurrence, with A's coefficients read through the
+    triangle (and diagonal convention) the routine reads."""
+    from .jvp import _op, tri_mask
+
+    a, b = series
+    av = abstractify(a[0])
+    n = av.shape[-1]
+    lower, left = params.get("lower", True), params.get("left_side", True)
+    mask = tri_mask(n, 0, lower, av.dtype, diag=0.0 if params.get("unit_diagonal") else 1.0)
+
+    def product(ai, yj):
+        m = _op(L.mul(ai, mask), params.get("transpose_a", False),
+                params.get("conjugate_a", False))
+        return L.matmul(m, yj) if left else L.matmul(yj, m)
+
+    y = [bind(P["triangular_solve"], a[0], b[0], **params)]
+    for k in range(1, K + 1):
+        rhs = sub(b[k], cauchy(a, y, k, product, lo=1))
+        y.append(None if rhs is None else bind(P["triangular_solve"], a[0], rhs, **params))
+    return [y]
+
+
+@_rule("cholesky")
+def _cholesky(K, series):
+    """A = L L^H coefficient by coefficient: L_0 L_k^H + L_k L_0^H = S_k with
+    S_k = A_k - sum_{i=1..k-1} L_i L_{k-i}^H, solved for L_k by the JVP rule (dA = S_k)."""
+    from .jvp import _sym_from_triangle, jvp_node, mH
+
+    (a,) = series
+    y = [bind(P["cholesky"], a[0])]
+    for k in range(1, K + 1):
+        ak = None if a[k] is None else _sym_from_triangle(a[k], True)
+        cross = total(L.matmul(y[i], mH(y[k - i])) for i in range(1, k)
+                      if y[i] is not None and y[k - i] is not None)
+        s_k = sub(ak, cross)
+        y.append(None if s_k is None else jvp_node(P["cholesky"], [a[0]], [s_k], {})[1][0])
+    return [y]
+
+
 # ---------------------------------------------------------------------------------------------
 # Rules: control flow (subgraphs become their Taylor-mode versions)
 
@@ -692,7 +733,7 @@ PIECEWISE_LINEAR = (
     "dynamic_slice", "dynamic_update_slice",
 )
 # Library primitives that are not supported in Taylor mode yet (series through them raise).
-UNSUPPORTED = {"cholesky", "triangular_solve", "qr", "eigh", "lu",
+UNSUPPORTED = {"qr", "eigh", "lu",
                # the linear map of a custom_vjp function: only its transpose is defined
                "custom_vjp_lin"}
 

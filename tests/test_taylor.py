@@ -196,6 +196,34 @@ def test_solve_series_vs_inverse_path():
         _close(a0 @ c[k] + a1 @ c[k - 1], np.zeros_like(b0))
 
 
+def test_cholesky_and_triangular_solve_series_satisfy_their_equations():
+    rng = np.random.default_rng(4)
+    m = rng.normal(size=(3, 3))
+    a0, a1 = m @ m.T + 3 * np.eye(3), rng.normal(size=(3, 3))
+    a1 = a1 + a1.T
+    zero = 0 * a1
+    low, ls = jet(lambda a: bind(P["cholesky"], a), (a0,), ([a1, zero, zero],))
+    c = [low] + [d / math.factorial(k + 1) for k, d in enumerate(ls)]
+    # (L0 + t L1 + ...)(L0 + t L1 + ...)^T = a0 + t a1, coefficient by coefficient.
+    prods = [sum(c[i] @ c[k - i].T for i in range(k + 1)) for k in range(4)]
+    _close(prods[0], a0)
+    _close(prods[1], a1)
+    _close(prods[2], zero)
+    _close(prods[3], zero)
+    for k in range(4):
+        np.testing.assert_allclose(np.triu(c[k], 1), 0, atol=1e-14)
+    t0, t1 = np.tril(a0), np.tril(a1)
+    b0, b1 = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    params = {"lower": True, "transpose_a": True, "left_side": False}
+    y, ys = jet(lambda a, b: bind(P["triangular_solve"], a, b, **params), (a0, b0),
+                ([a1, zero, zero], [b1, 0 * b1, 0 * b1]))
+    c = [y] + [d / math.factorial(k + 1) for k, d in enumerate(ys)]
+    # y op(A) = b with op(A) = tril(A)^T: check y(t) tril(A(t))^T = b(t) coefficient-wise.
+    _close(c[0] @ t0.T, b0)
+    _close(c[1] @ t0.T + c[0] @ t1.T, b1)
+    _close(c[2] @ t0.T + c[1] @ t1.T, 0 * b0)
+
+
 # Composite functions: k-th derivatives to order 8 against sympy's closed forms.
 xs = sp.Symbol("x")
 COMPOSITES = {
@@ -347,8 +375,8 @@ def test_errors():
         jet(lambda a, b: a * b, (1.0, 2.0), ([1.0], [1.0, 0.0]))
     with pytest.raises(ShapeError, match="shape"):
         jet(np.sin, (np.ones(3),), ([np.ones(4)],))
-    with pytest.raises(UnsupportedError, match="cholesky"):
-        jet(lambda a: bind(P["cholesky"], a), (np.eye(2),), ([np.eye(2)],))
+    with pytest.raises(UnsupportedError, match="eigh"):
+        jet(lambda a: bind(P["eigh"], a)[0], (np.eye(2),), ([np.eye(2)],))
 
 
 def test_docstring_examples_run():
