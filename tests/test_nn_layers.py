@@ -307,7 +307,7 @@ def test_parameters_are_a_pytree_and_initializers():
 
 
 def test_docstrings_run():
-    from sciml.nn import cell, functional, init, layers, losses, train
+    from sciml.nn import bprop, cell, functional, init, layers, losses, pinn, thor, train
 
-    for m in (cell, functional, init, layers, losses, train, nn):
+    for m in (bprop, cell, functional, init, layers, losses, pinn, thor, train, nn):
         assert doctest.testmod(m).failed == 0, m.__name__

@@ -39,6 +39,7 @@ from .losses import (
     SoftmaxCrossEntropy,
     SoftmaxCrossEntropyWithLogits,
 )
+from .pinn import pinn_loss
 from .train import TrainOneStep, compiled, grad, value_and_grad
 
 __all__ = [
@@ -47,5 +48,5 @@ __all__ = [
     "LayerNorm", "MSELoss", "MaxPool2d", "Parameter", "ReLU", "SequentialCell", "SiLU",
     "Sigmoid", "SigmoidCrossEntropy", "SmoothL1Loss", "SoftmaxCrossEntropy",
     "SoftmaxCrossEntropyWithLogits", "Softplus", "Tanh", "functional", "get_activation", "init",
-    "key", "TrainOneStep", "compiled", "grad", "value_and_grad",
+    "key", "pinn_loss", "TrainOneStep", "compiled", "grad", "value_and_grad",
 ]
