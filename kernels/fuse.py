@@ -90,13 +90,19 @@ def classify(node) -> str | None:
         return None
     if "elementwise" in node.prim.tags:
         return "point"
-    if name in READS:
+    if name in READS or (name == "reshape" and unit_reshape(node)):
         return "read"
     if name in SOURCES:
         return "source"
     if name in REDUCTIONS and _reduce_depth(node) is not None:
         return "reduce"
     return None
+
+
+def unit_reshape(node) -> bool:
+    """A reshape that only inserts or removes size-1 axes reads like a broadcast."""
+    src, dst = node.inputs[0].aval.shape, node.outputs[0].aval.shape
+    return bool(src) and bool(dst) and [s for s in src if s != 1] == [s for s in dst if s != 1]
 
 
 def _reduce_depth(node) -> int | None:

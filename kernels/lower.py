@@ -135,7 +135,7 @@ class _Lowering:
             d = node.params.get("dimension", 0)
             idx = Idx(d) if out.aval.ndim else Lit(0)
             self.env[out.id] = self._let(IndexValue(idx, compute_dtype(out.aval.dtype)))
-        elif name in READS:
+        elif name in READS or name == "reshape":  # fuse admits unit-axis reshapes only
             self.env[out.id] = READS[name](self, node.inputs[0], out, **node.params)
         else:
             args = tuple(self._value(a) for a in node.inputs)
@@ -256,7 +256,14 @@ def _broadcast_in_dim(low: _Lowering, x, out, *, shape, broadcast_dimensions):
     return low._value(x, index)
 
 
+def _reshape(low: _Lowering, x, out, *, new_shape):
+    """Insert or remove size-1 axes: each non-unit input axis reads its output loop."""
+    dims = iter(d for d, s in enumerate(out.aval.shape) if s != 1)
+    index = tuple(Lit(0) if s == 1 else Idx(next(dims)) for s in x.aval.shape)
+    return low._value(x, index)
+
+
 READS = {
     "shift": _shift, "slice": _slice, "pad": _pad, "rev": _rev, "transpose": _transpose,
-    "broadcast_in_dim": _broadcast_in_dim,
+    "broadcast_in_dim": _broadcast_in_dim, "reshape": _reshape,
 }
