@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from autodiff.ops import control
 from cases.gomd import boundary
 from cases.gomd.regions import box
 from sciml.ocean import AXB, AXF, AYB, AYF, dxb, dxf, dyb, dyf
@@ -77,30 +78,65 @@ def momentum(e, f, forcing, p, cfg):
 
 
 def substep(iext, e, forcing, p, cfg):
-    """One external step iext (1-based) of the isplit steps inside an internal step."""
+    """One external step iext (1-based) of the isplit steps inside an internal step.
+
+    ``iext`` is a Python int on the eager path and a traced integer inside the compiled
+    ``fori_loop``; ``_when`` and ``_branch`` turn the step-dependent choices (advection every
+    ``ispadv`` steps, the time-averaged sea level near the end) into selects for the latter.
+    The last step (no accumulation) is ``last_substep``.
+    """
     isplit, smoth = cfg.isplit, cfg.smoth
     elf = continuity(e["elb"], e["d"], e["ua"], e["va"], p, cfg)
-    if iext % cfg.ispadv == 0:
+    advua, advva = _branch(iext % cfg.ispadv == 0,
+                           lambda: advave(e["d"], e["ua"], e["va"], e["uab"], e["vab"],
+                                          forcing["aam2d"], p),
+                           lambda: (e["advua"], e["advva"]))
+    e = {**e, "advua": advua, "advva": advva}
+    uaf, vaf = momentum(e, elf, forcing, p, cfg)
+    etf = _when(iext == isplit - 2, 0.25 * smoth * elf, e["etf"])
+    etf = _when(iext == isplit - 1, etf + 0.5 * (1.0 - 0.5 * smoth) * elf, etf)
+    return accumulate(_shift_levels(e, elf, uaf, vaf, etf, p, cfg), p, cfg)
+
+
+def last_substep(e, forcing, p, cfg):
+    """The isplit-th external step: finishes the averaged sea level, accumulates nothing."""
+    elf = continuity(e["elb"], e["d"], e["ua"], e["va"], p, cfg)
+    if cfg.isplit % cfg.ispadv == 0:
         advua, advva = advave(e["d"], e["ua"], e["va"], e["uab"], e["vab"], forcing["aam2d"], p)
         e = {**e, "advua": advua, "advva": advva}
     uaf, vaf = momentum(e, elf, forcing, p, cfg)
-    etf = e["etf"]
-    if iext == isplit - 2:
-        etf = 0.25 * smoth * elf
-    elif iext == isplit - 1:
-        etf = etf + 0.5 * (1.0 - 0.5 * smoth) * elf
-    elif iext == isplit:
-        etf = (etf + 0.5 * elf) * p["fsm"]
-    # Asselin filter on the leapfrog, then shift the time levels
+    etf = (e["etf"] + 0.5 * elf) * p["fsm"]
+    return _shift_levels(e, elf, uaf, vaf, etf, p, cfg)
+
+
+def _shift_levels(e, elf, uaf, vaf, etf, p, cfg):
+    """Asselin filter on the leapfrog, then shift the time levels."""
+    smoth = cfg.smoth
     ua = e["ua"] + 0.5 * smoth * (e["uab"] - 2.0 * e["ua"] + uaf)
     va = e["va"] + 0.5 * smoth * (e["vab"] - 2.0 * e["va"] + vaf)
     el = e["el"] + 0.5 * smoth * (e["elb"] - 2.0 * e["el"] + elf)
     d = p["h"] + elf
-    e = {**e, "elb": el, "el": elf, "d": d, "uab": ua, "ua": uaf, "vab": va, "va": vaf,
-         "etf": etf, "vamax": np.max(np.abs(vaf))}
-    if iext != isplit:
-        e = accumulate(e, p, cfg)
-    return e
+    return {**e, "elb": el, "el": elf, "d": d, "uab": ua, "ua": uaf, "vab": va, "va": vaf,
+            "etf": etf, "vamax": np.max(np.abs(vaf))}
+
+
+def _when(pred, new, old):
+    """``new if pred else old`` for a Python bool, a select for a traced one."""
+    if isinstance(pred, (bool, np.bool_)):
+        return new if pred else old
+    return np.where(pred, new, old)
+
+
+def _branch(pred, then_fn, else_fn):
+    """Run one of two functions: a Python ``if`` eagerly; when traced, both and a select.
+
+    A select keeps the loop body free of nested control flow, so the whole external loop
+    compiles into one function; the price is the advection terms on every sub-step instead of
+    every ``ispadv``-th (the selected values are the same).
+    """
+    if isinstance(pred, (bool, np.bool_)):
+        return then_fn() if pred else else_fn()
+    return tuple(np.where(pred, a, b) for a, b in zip(then_fn(), else_fn()))
 
 
 def accumulate(e, p, cfg):
@@ -122,9 +158,18 @@ def start(e, p, cfg):
     return {**e, "egf": egf, "utf": utf, "vtf": vtf}
 
 
-def run_external(e, forcing, p, cfg):
-    """The isplit external steps of one internal step."""
+def run_external(e, forcing, p, cfg, compiled=None):
+    """The isplit external steps of one internal step.
+
+    Eagerly (numpy arrays) a Python loop; when traced, the first isplit-1 steps are one
+    ``fori_loop`` so that the compiled plan holds a single copy of the sub-step.
+    """
     e = start(e, p, cfg)
-    for iext in range(1, cfg.isplit + 1):
-        e = substep(iext, e, forcing, p, cfg)
-    return e
+    e = {**e, "vamax": np.max(np.abs(e["va"]))}
+    traced = compiled if compiled is not None else not isinstance(e["ua"], np.ndarray)
+    if traced:
+        e = control.fori_loop(1, cfg.isplit, lambda i, c: substep(i, c, forcing, p, cfg), e)
+    else:
+        for iext in range(1, cfg.isplit):
+            e = substep(iext, e, forcing, p, cfg)
+    return last_substep(e, forcing, p, cfg)

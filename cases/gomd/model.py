@@ -143,7 +143,23 @@ def init_state(params: Params) -> dict:
 
 
 def step(state: dict, params: Params) -> dict:
-    """One internal step: a new state dict; the input is not modified."""
+    """One internal step: a new state dict; the input is not modified.
+
+    Three phases (``compiled.CompiledStep`` compiles each as one plan): the 3-D terms that
+    force the external mode, the isplit external steps, and the 3-D update.
+    """
+    cfg, p = params
+    e, forcing, inner = step_forcing(state, params)
+    e = external.run_external(e, forcing, p, cfg)
+    return step_update(state, e, inner, params)
+
+
+def step_forcing(state: dict, params: Params):
+    """Phase 1: 3-D advection, pressure gradient, viscosity and their vertical means.
+
+    Returns the external-mode fields ``e``, its frozen ``forcing`` and the 3-D terms
+    ``inner`` that phase 3 needs again.
+    """
     cfg, p = params
     st = state
     h = p["h"]
@@ -159,11 +175,21 @@ def step(state: dict, params: Params) -> dict:
                "wubot": st["wubot"], "wvbot": st["wvbot"]}
     e = {"ua": st["ua"], "uab": st["uab"], "va": st["va"], "vab": st["vab"], "el": st["el"],
          "elb": st["elb"], "d": d, "advua": advua, "advva": advva, "etf": st["etf"]}
-    e = external.run_external(e, forcing, p, cfg)
+    inner = {"dt": dt, "advx": advx, "advy": advy, "drhox": drhox, "drhoy": drhoy,
+             "aam": aam, "rho": rho}
+    return e, forcing, inner
+
+
+def step_update(state: dict, e: dict, inner: dict, params: Params) -> dict:
+    """Phase 3: take the external mode's results into the state and update the 3-D fields."""
+    cfg, p = params
+    st = state
     new = {**st, "ua": e["ua"], "uab": e["uab"], "va": e["va"], "vab": e["vab"],
-           "el": e["el"], "elb": e["elb"], "aam": aam, "rho": rho, "vamax": e["vamax"]}
+           "el": e["el"], "elb": e["elb"], "aam": inner["aam"], "rho": inner["rho"],
+           "vamax": e["vamax"]}
     if st["iint"] >= 1:  # pom2k skips the 3-D update on the first step of a cold start
-        new = internal_update(new, e, dt, advx, advy, drhox, drhoy, p, cfg)
+        new = internal_update(new, e, inner["dt"], inner["advx"], inner["advy"],
+                              inner["drhox"], inner["drhoy"], p, cfg)
     return {**new, "egb": e["egf"], "etb": st["et"], "et": e["etf"], "etf": e["etf"],
             "utb": e["utf"], "vtb": e["vtf"], "iint": st["iint"] + 1}
 

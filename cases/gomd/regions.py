@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from autodiff.primitives import PRIMITIVES
+
 
 def box(shape2d, i0, i1, j0, j1):
     """Boolean ``[j, i]`` mask of the 1-based inclusive ranges i0..i1, j0..j1."""
@@ -32,13 +34,29 @@ def keep(mask, new, old=0.0):
 def put_i(a, i, value):
     """``a`` with column i (1-based) replaced by ``value`` (shape of ``a`` without its i axis)."""
     col = np.arange(1, a.shape[-1] + 1) == i
-    return np.where(col, np.expand_dims(value, -1), a)
+    return np.where(col, _insert_axis(value, a, -1), a)
 
 
 def put_j(a, j, value):
     """``a`` with row j (1-based) replaced by ``value`` (shape of ``a`` without its j axis)."""
     row = (np.arange(1, a.shape[-2] + 1) == j)[:, None]
-    return np.where(row, np.expand_dims(value, -2), a)
+    return np.where(row, _insert_axis(value, a, -2), a)
+
+
+def _insert_axis(value, a, axis):
+    """``value`` broadcast along a new ``axis`` of ``a``'s shape.
+
+    Traced, this is one ``broadcast_in_dim`` (a read that fuses into the consumer) rather
+    than a reshape, which the fuser treats as a library call.
+    """
+    if isinstance(value, np.ndarray) or np.isscalar(value):
+        return np.expand_dims(value, axis)
+    nd = np.ndim(a)
+    ax = nd + axis
+    shape = tuple(np.shape(a)[:ax]) + (1,) + tuple(np.shape(a)[ax + 1:])
+    vnd = np.ndim(value)
+    dims = tuple(d for d in range(nd) if d != ax)[nd - 1 - vnd:]
+    return PRIMITIVES["broadcast_in_dim"].bind(value, shape=shape, broadcast_dimensions=dims)
 
 
 def col(a, i):

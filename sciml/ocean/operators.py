@@ -10,27 +10,36 @@ from __future__ import annotations
 
 import numpy as np
 
+import sciml.numpy as snp
 from sciml.ocean.grid import Grid, Position, T
 
 _AXES = {"x": -1, "y": -2, "z": -3}
 
 
-def shift(a: np.ndarray, axis: str, offset: int) -> np.ndarray:
+def shift(a, axis: str, offset: int):
     """The neighbour ``a[idx + offset]`` along ``axis`` (offset +1 or -1), 0 past the edge.
+
+    On numpy arrays this is slicing and concatenation (the fast eager form); on traced values
+    it records sciml's ``shift`` primitive, a stencil read that ``jit`` fuses into the kernel
+    that consumes it instead of materialising a shifted copy.
 
     >>> shift(np.array([1.0, 2.0, 3.0]), "x", 1)
     array([2., 3., 0.])
     """
-    ax = a.ndim + _AXES[axis]
+    ax = np.ndim(a) + _AXES[axis]
     if ax < 0:
-        raise ValueError(f"a {a.ndim}-D array has no {axis!r} axis")
+        raise ValueError(f"a {np.ndim(a)}-D array has no {axis!r} axis")
+    if offset not in (1, -1):
+        raise ValueError(f"offset must be +1 or -1, got {offset}")
+    if not isinstance(a, np.ndarray):
+        offsets = [0] * np.ndim(a)
+        offsets[ax] = offset
+        return snp.shift(a, tuple(offsets), "zero")
     lead = (slice(None),) * ax
     zero = np.zeros_like(a[lead + (slice(0, 1),)])
     if offset == 1:
         return np.concatenate([a[lead + (slice(1, None),)], zero], axis=ax)
-    if offset == -1:
-        return np.concatenate([zero, a[lead + (slice(0, -1),)]], axis=ax)
-    raise ValueError(f"offset must be +1 or -1, got {offset}")
+    return np.concatenate([zero, a[lead + (slice(0, -1),)]], axis=ax)
 
 
 # --- averages: (a[i] + a[i+1]) / 2 forward, (a[i-1] + a[i]) / 2 backward ---------------------
