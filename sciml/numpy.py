@@ -480,7 +480,22 @@ def take(a, indices, axis=None):
 
 
 def take_along_axis(arr, indices, axis):
-    raise UnsupportedError("take_along_axis is not supported yet; use take or indexing")
+    """``np.take_along_axis``: integer-array indexing with an index grid on the other axes."""
+    if axis is None:
+        arr, axis = ravel(arr), 0
+    a, ia = abstractify(arr), abstractify(indices)
+    if ia.ndim != a.ndim:
+        raise ShapeError(f"take_along_axis: indices {ia} must have the rank of the array {a}")
+    axis = axis % a.ndim
+    grid = []
+    for d in builtins.range(a.ndim):
+        if d == axis:
+            grid.append(indices if _traced(indices) else lax.asarray(indices))
+        else:
+            view = [1] * a.ndim
+            view[d] = a.shape[d]
+            grid.append(np.arange(a.shape[d]).reshape(view))
+    return lax.getitem(arr, tuple(grid))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -660,6 +675,7 @@ def _register():
         "shape", "ndim", "size", "moveaxis", "hstack", "vstack", "atleast_1d", "atleast_2d",
         "flip", "fliplr", "flipud", "roll", "pad", "diff", "take", "zeros_like", "ones_like",
         "full_like", "empty_like", "dot", "vdot", "inner", "outer", "tensordot", "einsum",
+        "take_along_axis",
         "trace", "diag", "cross", "where", "clip", "round", "around", "sinc", "meshgrid",
         "real", "imag", "conj", "conjugate", "abs", "isnan", "isfinite", "isinf", "sign",
         "sqrt", "exp", "log", "sin", "cos", "tan", "tanh", "fix", "astype",
