@@ -228,3 +228,24 @@ def test_checkpoint_recomputes_instead_of_storing():
     assert mem_ck < mem_plain
     np.testing.assert_allclose(grad(f)(x), grad(lambda v: np.sum(np.sin(np.sin(np.sin(v)))
                                                                  ** 2))(x), rtol=1e-14)
+
+
+def test_higher_order_reverse_over_reverse_through_all_control_flow():
+    def f(x):
+        c, ys = scan(lambda c, xi: (c * np.cos(xi) + x[0] * xi, c * xi ** 2), 1.0, x)
+        d = fori_loop(0, 3, lambda i, v: np.sin(v) * x[1] + v, x)
+        e = cond(x[0] > 0, lambda v: np.sum(v ** 3), lambda v: np.sum(v), x)
+        w = while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] * np.tanh(c[1] + x)),
+                       (0, x), max_steps=5)[1]
+        k, _ = checkpointed_scan(lambda c, xi: (np.sin(c * xi), None), 0.5, x)
+        return c + np.sum(ys) + np.sum(d) + e + np.sum(w) + k
+
+    h = jacrev(grad(f))(X)
+    fd_h = np.stack([fd_grad(lambda y, i=i: grad(f)(y)[i], X, 1e-5) for i in range(3)])
+    np.testing.assert_allclose(h, fd_h, rtol=1e-7, atol=1e-8)
+    # Third order: d/dx of the (0, 1) Hessian entry, by grad of grad of grad.
+    g3 = grad(lambda x: grad(lambda y: grad(f)(y)[0])(x)[1])(X)
+    e0, hstep = np.eye(3)[2], 1e-5
+    fd3 = (jacrev(grad(f))(X + hstep * e0)[0, 1] - jacrev(grad(f))(X - hstep * e0)[0, 1]) / (
+        2 * hstep)
+    assert float(g3[2]) == pytest.approx(float(fd3), rel=1e-6)
