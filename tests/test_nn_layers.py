@@ -311,3 +311,25 @@ def test_docstrings_run():
 
     for m in (bprop, cell, functional, init, layers, losses, pinn, thor, train, nn):
         assert doctest.testmod(m).failed == 0, m.__name__
+
+
+def test_second_order_through_conv_pool_dense():
+    # Hessian-vector products (forward over reverse) of a small CNN's loss vs finite
+    # differences of the gradient: the layers are compositions, so every order is available.
+    from autodiff.api import grad, hvp
+
+    net = nn.SequentialCell(nn.Conv2d(1, 2, 3, padding=1), nn.Tanh(), nn.MaxPool2d(2),
+                            nn.Flatten(), nn.Dense(8, 1))
+    x = RNG.normal(size=(2, 1, 4, 4))
+    p = f64(net.parameters())
+
+    def f(p):
+        return np.sum(net.apply(p, x)[0] ** 2)
+
+    v = {k: RNG.normal(size=a.shape) for k, a in p.items()}
+    hv = hvp(f, (p,), (v,))
+    g, h = grad(f), 1e-5
+    plus = g({k: p[k] + h * v[k] for k in p})
+    minus = g({k: p[k] - h * v[k] for k in p})
+    for k in p:
+        np.testing.assert_allclose(hv[k], (plus[k] - minus[k]) / (2 * h), rtol=1e-5, atol=1e-7)
