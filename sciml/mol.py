@@ -162,6 +162,16 @@ class Discretization:
                         for fe in system.equations]
         self.velocity_fns = self._velocities() if scheme == "upwind" else {}
         self.bc_fns = [[self._bc_fns(b) for b in axes] for axes in bcs]
+        # Everything the discretised right-hand side depends on except parameter values: two
+        # Discretizations with the same key compute the same function.
+        self.key = (
+            tuple(sp.srepr(fe.rhs) for fe in system.equations),
+            tuple(map(str, system.field_symbols)), tuple(map(str, system.derivs)),
+            tuple(map(str, system.space)), tuple(map(str, system.params)),
+            tuple(sp.srepr(v) for v in system.derivs.values()),
+            tuple((b.kind, sp.srepr(b.left), sp.srepr(b.right)) for axes in bcs for b in axes),
+            tuple(grid.bounds), grid.shape, tuple(grid.periodic), order, scheme, upwind_order,
+        )
 
     def _t(self):
         return self.system.time if self.system.time is not None else sp.Dummy("t")
@@ -408,11 +418,12 @@ def _slab(u, axis, i):
 
 
 def _set_faces(u, axis, lo, hi):
-    """``u`` with its first and last slabs along ``axis`` replaced by ``lo`` and ``hi``."""
+    """``u`` with its first and last slabs along ``axis`` replaced by ``lo`` and ``hi`` (selects
+    on index masks, so it fuses with the stencils around it)."""
+    from .stencils import axis_index
+
     n = snp.shape(u)[axis]
-    idx = [slice(None)] * snp.ndim(u)
-    idx[axis] = slice(1, n - 1)
-    dt = u.dtype
-    lo = snp.astype(snp.expand_dims(lo, axis), dt)
-    hi = snp.astype(snp.expand_dims(hi, axis), dt)
-    return snp.concatenate([lo, u[tuple(idx)], hi], axis=axis)
+    index = axis_index(snp.shape(u), axis)
+    lo = snp.astype(snp.expand_dims(lo, axis), u.dtype)
+    hi = snp.astype(snp.expand_dims(hi, axis), u.dtype)
+    return snp.where(index == 0, lo, snp.where(index == n - 1, hi, u))

@@ -11,7 +11,7 @@ import sympy as sp
 
 from autodiff.ops.control import fori_loop
 from autodiff.trace import Tracer, is_tracing
-from solvers.time import REAL_STABILITY_LIMIT, euler_step, rk4_step, ssprk3_step
+from solvers.time import euler_step, rk4_step, ssprk3_step
 
 from . import numpy as snp
 from .equations import from_sympy
@@ -21,9 +21,6 @@ from .problem import pde_system
 from .solution import Solution
 
 STEPS = {"rk4": rk4_step, "ssprk3": ssprk3_step, "euler": euler_step}
-# Stable extent along the imaginary axis (advection): Euler has none, so it gets a small one
-# that only the diffusive part can satisfy.
-IMAG_LIMIT = {"rk4": 2.8284271247461903, "ssprk3": 1.7320508075688772, "euler": 0.0}
 SAFETY = 0.9
 
 
@@ -88,38 +85,61 @@ def _find(d, f):
 # Explicit integration
 
 
-def dominant_eigenvalue(disc, state, params, t0) -> complex:
-    """The eigenvalue of largest modulus of dF/du (ARPACK on the sparse Jacobian), or the
-    Gershgorin bound on the negative real axis when ARPACK does not converge."""
+# Stability polynomials R(z) of the explicit methods: a step is stable where |R(dt*lambda)| <= 1.
+STABILITY_POLY = {
+    "euler": (1.0, 1.0),
+    "ssprk3": (1.0, 1.0, 1 / 2, 1 / 6),
+    "rk4": (1.0, 1.0, 1 / 2, 1 / 6, 1 / 24),
+}
+
+
+def stability_box(disc, state, params, t0):
+    """A box in the complex plane holding every eigenvalue of dF/du: the numerical range of
+    the Jacobian J lies in [min, max] of its symmetric part times +-i max|skew part|, and
+    Gershgorin row sums bound both (cheap, and tight for the usual stencils)."""
     jac = disc.jacobian(t0, np.asarray(state), params)
+    # Boundary nodes are algebraic (reset by the boundary conditions), so the dynamics are
+    # those of the interior block.
+    inner = np.flatnonzero(disc.interior_masks().ravel())
+    jac = jac[inner][:, inner]
     if not jac.nnz:
-        return 0.0
-    if jac.shape[0] > 2:
-        try:
-            lam = spla.eigs(jac, k=1, which="LM", tol=1e-3, maxiter=2000,
-                            return_eigenvectors=False)[0]
-            return complex(lam) * 1.02  # ARPACK's tolerance, rounded up
-        except (spla.ArpackNoConvergence, spla.ArpackError):
-            pass
-    return -float(np.max(np.asarray(abs(jac).sum(axis=1))))
+        return 0.0, 0.0, 0.0
+    sym = ((jac + jac.T) * 0.5).tocsr()
+    skew = ((jac - jac.T) * 0.5).tocsr()
+    centre = sym.diagonal()
+    radius = np.asarray(abs(sym).sum(axis=1)).ravel() - np.abs(centre)
+    omega = float(np.max(np.asarray(abs(skew).sum(axis=1)))) if skew.nnz else 0.0
+    return float(np.min(centre - radius)), float(np.max(centre + radius)), omega
 
 
-def stable_step(method, lam: complex) -> float:
-    """Largest dt with dt*lam inside the method's stability region along lam's direction
-    (interpolating the real- and imaginary-axis extents by angle)."""
-    r = abs(lam)
-    if r == 0:
+def stable_step(method, box) -> float:
+    """Largest dt with |R(dt z)| <= 1 on the boundary of the eigenvalue box (growth, Re z > 0,
+    cannot be damped by any step and is left to the NaN check)."""
+    re_min, _, omega = box
+    re_min = min(re_min, 0.0)
+    if re_min == 0.0 and omega == 0.0:
         return np.inf
-    # 0: decaying real, pi/2: oscillatory. A growing mode (angle > pi/2, or ARPACK's rounding
-    # of an imaginary one) is treated as oscillatory: no step makes growth decay, and a real
-    # blow-up is reported by the NaN check.
-    angle = min(abs(np.angle(-lam)), np.pi / 2)
-    w = angle / (np.pi / 2)
-    extent = (1 - w) * REAL_STABILITY_LIMIT[method] + w * IMAG_LIMIT[method]
-    if extent <= 0:
-        raise ProblemError(f"{method} is unstable for oscillatory (advective/wave) operators; "
-                           "use method='rk4' or 'ssprk3'")
-    return extent / r
+    s = np.linspace(0.0, 1.0, 65)
+    edges = np.concatenate([re_min * s + 1j * omega, re_min * s - 1j * omega,
+                            re_min + 1j * omega * (2 * s - 1), 1j * omega * (2 * s - 1)])
+    coeffs = STABILITY_POLY[method]
+
+    def stable(dt):
+        z = dt * edges
+        r = sum(c * z**k for k, c in enumerate(coeffs))
+        return np.max(np.abs(r)) <= 1.0 + 1e-12
+
+    lo, hi = 0.0, 4.0 / max(-re_min, omega)
+    while stable(hi):
+        lo, hi = hi, 2 * hi
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if stable(mid) else (lo, mid)
+    if lo == 0.0:
+        raise ProblemError(f"{method} is unstable for this operator at any time step (its "
+                           "eigenvalues reach the imaginary axis: advection or waves); use "
+                           "method='rk4' or 'ssprk3', or scheme='upwind'")
+    return lo
 
 
 def _explicit(disc, state, t0, times, params, method, dt, progress):
@@ -130,7 +150,7 @@ def _explicit(disc, state, t0, times, params, method, dt, progress):
                 "pass dt= when parameters or initial values are traced (e.g. under sciml.grad):"
                 " the stable time step cannot be estimated from abstract values"
             )
-        dt = min(SAFETY * stable_step(method, dominant_eigenvalue(disc, state, params, t0)),
+        dt = min(SAFETY * stable_step(method, stability_box(disc, state, params, t0)),
                  (times[-1] - times[0]) / 10 or 1.0)
     elif not traced:
         _check_cfl(disc, state, params, t0, method, dt)
@@ -148,12 +168,11 @@ def _explicit(disc, state, t0, times, params, method, dt, progress):
 
     eager = not traced and not is_tracing()
     total_work = (times[-1] - t0) / dt * int(np.prod(disc.grid.shape)) * len(disc.bcs)
-    if eager and jit_enabled(total_work):
+    if eager and (jit_enabled(total_work) or (disc.key, method) in _ADVANCE_CACHE):
         # One compiled plan advances any number of steps: t, h, n and the parameters are
-        # runtime arguments, so every frame reuses it.
-        from kernels.jit import jit
-
-        advance = jit(advance)
+        # runtime arguments, so every frame and every later solve of the same problem (other
+        # parameter values, initial data or times) reuses it.
+        advance = _jitted_advance(disc, method, advance)
     frames, t, y = [], t0, state
     bar = _progress(progress, len(times))
     for target in times:
@@ -178,6 +197,20 @@ def _explicit(disc, state, t0, times, params, method, dt, progress):
 JIT_MIN_WORK = 2e7  # node-steps; below this, compiling costs more than it saves
 
 
+_ADVANCE_CACHE: dict = {}
+
+
+def _jitted_advance(disc, method, advance):
+    from kernels.jit import jit
+
+    key = (disc.key, method)
+    if key not in _ADVANCE_CACHE:
+        if len(_ADVANCE_CACHE) > 32:
+            _ADVANCE_CACHE.pop(next(iter(_ADVANCE_CACHE)))
+        _ADVANCE_CACHE[key] = jit(advance)
+    return _ADVANCE_CACHE[key]
+
+
 def jit_enabled(work: float) -> bool:
     """Explicit steps run through ``sciml.jit`` when the work pays for the compile time
     (SCIML_SOLVE_JIT=1 forces it, 0 turns it off)."""
@@ -188,14 +221,15 @@ def jit_enabled(work: float) -> bool:
 
 
 def _check_cfl(disc, state, params, t0, method, dt):
-    lam = dominant_eigenvalue(disc, state, params, t0)
-    limit = stable_step(method, lam)
+    box = stability_box(disc, state, params, t0)
+    limit = stable_step(method, box)
     if dt > limit * 1.0001:
         h = ", ".join(f"d{s}={v:.4g}" for s, v in zip(disc.grid.space, disc.grid.h))
         raise CFLError(
             f"explicit {method} step dt={dt:.4g} is unstable on this grid ({h}): the discrete "
-            f"operator's dominant eigenvalue is {lam:.4g}, so dt must be below {limit:.4g}; "
-            "lower dt, coarsen the grid or use an implicit method (method='cn' or 'be')"
+            f"operator's eigenvalues reach Re = {box[0]:.4g} and Im = +-{box[2]:.4g}, so dt "
+            f"must be below {limit:.4g}; lower dt, coarsen the grid or use an implicit method "
+            "(method='cn' or 'be')"
         )
 
 

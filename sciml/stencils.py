@@ -57,42 +57,50 @@ def derivative(u, axis: int, deriv: int, h: float, order: int = 2, periodic: boo
     if deriv == 0:
         return u
     offsets, weights = central_weights(deriv, order)
-    nd = snp.ndim(u)
-    axis %= nd
-    boundary = "periodic" if periodic else "zero"
-    out = None
-    for o, w in zip(offsets, weights):
-        if w == 0.0:
-            continue
-        off = [0] * nd
-        off[axis] = o
-        term = snp.shift(u, tuple(off), boundary) * w
-        out = term if out is None else out + term
+    axis %= snp.ndim(u)
+    out = _stencil(u, axis, offsets, weights, "periodic" if periodic else "zero")
     if not periodic:
         out = _fix_boundaries(u, out, axis, deriv, order)
     return out / h**deriv
 
 
 def _fix_boundaries(u, out, axis, deriv, order):
+    """Replace the central values in the m nodes next to each end by biased stencils.
+
+    Written with shifts and selects on index masks (not slices and concatenation), so the
+    whole derivative stays one fusable stencil."""
     n = snp.shape(u)[axis]
     rows = boundary_rows(deriv, order, n)
-    m = len(rows)
-    if m == 0:
+    if not rows:
         return out
-    width = len(rows[0][1])
-    wl = np.array([r[2] for r in rows])              # (m, width), left boundary
-    wr = -wl[::-1, ::-1] if deriv % 2 else wl[::-1, ::-1]  # mirror image for the right end
-    left = _take(u, axis, 0, width)
-    right = _take(u, axis, n - width, n)
-    lv = snp.moveaxis(snp.tensordot(wl, left, axes=([1], [axis])), 0, axis)
-    rv = snp.moveaxis(snp.tensordot(wr, right, axes=([1], [axis])), 0, axis)
-    return snp.concatenate([lv, _take(out, axis, m, n - m), rv], axis=axis)
+    sign = -1.0 if deriv % 2 else 1.0
+    index = axis_index(snp.shape(u), axis)
+    for i, nodes, w in rows:
+        left = _stencil(u, axis, [j - i for j in nodes], w, "zero")
+        # The mirror image at node n-1-i: offsets negated, odd derivatives change sign.
+        right = _stencil(u, axis, [i - j for j in nodes], [sign * c for c in w], "zero")
+        out = snp.where(index == i, left, snp.where(index == n - 1 - i, right, out))
+    return out
 
 
-def _take(u, axis, lo, hi):
-    idx = [slice(None)] * snp.ndim(u)
-    idx[axis] = slice(lo, hi)
-    return u[tuple(idx)]
+def _stencil(u, axis, offsets, weights, boundary):
+    nd = snp.ndim(u)
+    acc = None
+    for o, w in zip(offsets, weights):
+        if w == 0.0:
+            continue
+        off = [0] * nd
+        off[axis] = o
+        term = (snp.shift(u, tuple(off), boundary) if o else u) * w
+        acc = term if acc is None else acc + term
+    return acc
+
+
+def axis_index(shape, axis):
+    """Integer index along ``axis``, broadcastable to ``shape`` (for edge masks)."""
+    view = [1] * len(shape)
+    view[axis] = shape[axis]
+    return np.arange(shape[axis]).reshape(view)
 
 
 def upwind_first(u, velocity, axis: int, h: float, order: int = 1, periodic: bool = False):
@@ -143,8 +151,8 @@ def _blend_edges(r, central, axis, m):
     n = snp.shape(r)[axis]
     if n <= 2 * m:
         return central
-    return snp.concatenate([_take(central, axis, 0, m), _take(r, axis, m, n - m),
-                            _take(central, axis, n - m, n)], axis=axis)
+    index = axis_index(snp.shape(r), axis)
+    return snp.where((index < m) | (index >= n - m), central, r)
 
 
 # ---------------------------------------------------------------------------------------------
