@@ -5,8 +5,10 @@ The scalar templates are ``templates.BASE`` merged with ``CPU_OVERRIDES`` and, f
 float64, the vectorisable functions of ``kernels.vmath`` (numba from PyPI has no SVML, so
 ``np.exp`` in a loop is a scalar libm call that stops vectorisation).
 
-Half types (float16, bfloat16) have no numba type: the plan converts them to float32 at the
-kernel boundary (``KERNEL_ARRAY_DTYPE``), and kernels compute in float32.
+Half types have no numba type. bfloat16 arrays are passed as their uint16 bits: loads widen
+them to float32 and stores round to nearest even in the kernel (``kernels/halfconv.py``), so
+bfloat16 data is stored as bfloat16 and computed in float32. float16 arrays are converted to
+float32 by the plan at the kernel boundary (``KERNEL_ARRAY_DTYPE``).
 
 >>> from kernels.loopir import Buffer, Idx, Kernel, Let, Load, Op, Store
 >>> k = Kernel("k", (8,), [Buffer("in0", (8,), "float64")], [Buffer("out0", (8,), "float64")],
@@ -51,7 +53,7 @@ PARALLEL_MIN_POINTS = 1 << 15
 # Points per parallel chunk of a one-dimensional full reduction.
 REDUCE_CHUNK = 1 << 14
 
-KERNEL_ARRAY_DTYPE = {"float16": "float32", "bfloat16": "float32"}
+KERNEL_ARRAY_DTYPE = {"float16": "float32", "bfloat16": "uint16"}
 
 _NP = {
     "abs": "np.abs({0})", "sign": "np.sign({0})", "exp": "np.exp({0})", "expm1": "np.expm1({0})",
@@ -108,6 +110,8 @@ def print_kernel(k: Kernel, table: dict | None = None, name: str | None = None) 
         imports.insert(0, "import math")
     if p.vmath:
         imports.append(f"from kernels.vmath import {', '.join(sorted(p.vmath))}")
+    if p.half:
+        imports.append(f"from kernels.halfconv import {', '.join(sorted(p.half))}")
     return "\n".join(imports) + "\n\n\n" + body
 
 
@@ -115,6 +119,7 @@ class _Printer:
     def __init__(self, k: Kernel, table: dict):
         self.k, self.table = k, table
         self.vmath: set[str] = set()
+        self.half: set[str] = set()
         self.uses_math = False
         self.dtypes = {b.name: b.dtype for b in k.inputs + k.outputs}
 
@@ -226,11 +231,17 @@ class _Printer:
         return out
 
     def store_cast(self, buf, value) -> str:
+        if self.dtypes[buf] == "bfloat16":
+            self.half.add("bf16_store")
+            return f"bf16_store({value})"
         d = KERNEL_ARRAY_DTYPE.get(self.dtypes[buf], self.dtypes[buf])
         return _cast(d, value) if d in _CASTS else value
 
     def expr(self, e) -> str:
         if isinstance(e, Load):
+            if self.dtypes[e.buf] == "bfloat16":
+                self.half.add("bf16_load")
+                return f"bf16_load({e.buf}[{self.index(e.index)}])"
             return f"{e.buf}[{self.index(e.index)}]"
         if isinstance(e, Const):
             return _literal(e.value, e.dtype)
@@ -245,7 +256,11 @@ class _Printer:
 
     def op(self, e: Op) -> str:
         if e.prim == "convert":
-            return _convert(e.args[0], e.in_dtype, str(e.params["new_dtype"]))
+            dst = str(e.params["new_dtype"])
+            if dst == "bfloat16":  # round as the reference does, keep computing in float32
+                self.half.add("bf16_round")
+                return f"bf16_round(np.float32({e.args[0]}))"
+            return _convert(e.args[0], e.in_dtype, dst)
         text = templates.render(self.table, e.prim, list(e.args), e.params, e.in_dtype)
         if text.startswith("math."):
             self.uses_math = True
@@ -283,7 +298,7 @@ def _cast(dtype: str, text: str, always: bool = False) -> str:
 
 
 def _convert(arg: str, src: str, dst: str) -> str:
-    dst = KERNEL_ARRAY_DTYPE.get(dst, dst)
+    dst = "float32" if dst == "float16" else dst
     if dst == src:
         return arg
     if dst == "bool":

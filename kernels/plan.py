@@ -21,7 +21,9 @@ from autodiff.ir import Const, Graph, Var
 
 from .fuse import Cluster
 
-KERNEL_ARRAY_DTYPE = {"float16": np.dtype("float32"), "bfloat16": np.dtype("float32")}
+# numba has no half types: bfloat16 arrays pass as their uint16 bits (no copy; kernels widen
+# and round them, see kernels/halfconv.py), float16 arrays are converted to float32 here.
+KERNEL_ARRAY_DTYPE = {"float16": np.dtype("float32"), "bfloat16": np.dtype("uint16")}
 
 
 @dataclass
@@ -99,8 +101,11 @@ def _get(env, a):
 
 
 def _kernel_arg(x, buf):
-    want = KERNEL_ARRAY_DTYPE.get(buf.dtype, np.dtype(dtypes.dtype(buf.dtype)))
     x = np.asarray(x)
+    if str(buf.dtype) == "bfloat16":
+        x = x if x.dtype == dtypes.bfloat16 else x.astype(dtypes.bfloat16)
+        return np.ascontiguousarray(x).view(np.uint16).reshape(buf.shape)
+    want = KERNEL_ARRAY_DTYPE.get(buf.dtype, np.dtype(dtypes.dtype(buf.dtype)))
     if x.dtype != want:
         x = x.astype(want)
     return np.ascontiguousarray(x).reshape(buf.shape)
@@ -111,6 +116,8 @@ def _empty(buf):
 
 
 def _from_kernel(o, aval):
+    if o.dtype == np.uint16 and aval.dtype == dtypes.bfloat16:
+        o = o.view(dtypes.bfloat16)
     o = o.reshape(aval.shape)
     return o if o.dtype == aval.dtype else o.astype(aval.dtype)
 
