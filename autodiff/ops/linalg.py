@@ -213,7 +213,7 @@ def _trsolve_impl(a, b, *, lower=True, transpose_a=False, conjugate_a=False, lef
     ac, bc = _compute(a), _compute(b)
     if not left_side:
         # x @ op(a) = b  <=>  op(a)^T @ x^T = b^T: flip the transpose flag, keep the conjugation.
-        ac, bc, transpose_a = ac, np.swapaxes(bc, -1, -2), not transpose_a
+        bc, transpose_a = np.swapaxes(bc, -1, -2), not transpose_a
     trans = (2 if conjugate_a else 1) if transpose_a else 0
     conj_only = conjugate_a and not transpose_a
 
