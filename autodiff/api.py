@@ -295,6 +295,20 @@ def jacrev(f, argnums=0, has_aux: bool = False):
     return _jacobian(f, argnums, has_aux, forward=False)
 
 
+def _eager_cached(fn):
+    """``fn`` traced once per input signature when called on concrete arrays (the trace, with
+    its vmap and inner transforms, is the costly part); called as is inside a trace."""
+
+    def wrapped(*args):
+        leaves, _ = tree_flatten(tuple(args))
+        if is_tracing() or any(isinstance(x, Tracer) for x in leaves):
+            return fn(*args)
+        tr = _trace(fn, args, getattr(fn, "__name__", "f"))
+        return tree_unflatten(tr.out_tree, eval_in_trace(tr.graph, list(leaves)))
+
+    return wrapped
+
+
 def _jacobian(f, argnums, has_aux, forward):
     def jac(*args):
         nums = _argnums(argnums, len(args), "jacfwd" if forward else "jacrev")
@@ -320,7 +334,8 @@ def _jacobian(f, argnums, has_aux, forward):
         res = tree_unflatten(o_tree, per_out)
         return (res, aux) if has_aux else res
 
-    return jac
+    jac.__name__ = f"{'jacfwd' if forward else 'jacrev'}_{getattr(f, '__name__', 'f')}"
+    return _eager_cached(jac)
 
 
 def _sizes(leaves):
