@@ -19,6 +19,9 @@ F = np.array([0.0, -0.0, 1.5, -2.0, np.nan, np.inf, -np.inf, 1e-310])
 I = np.array([0, -1, 7, np.iinfo(np.int64).min, np.iinfo(np.int64).max])
 B = np.array([True, False])
 M = np.array([[0.0, -0.0], [np.nan, -np.inf]])
+F32 = F.astype(np.float32)
+BF16 = F.astype("bfloat16")
+I32 = np.array([0, -1, 7, np.iinfo(np.int32).min, np.iinfo(np.int32).max], np.int32)
 C = np.array([complex(1, np.inf), complex(-0.0, 2), complex(np.nan, 0)])
 
 
@@ -71,6 +74,21 @@ CASES = [
     ("rev rev", lambda x: snp.flip(snp.flip(x, 0), 0), F, True),
     ("rev none", lambda x: p("rev")(x, axes=()), F, True),
     ("concatenate one", lambda x: p("concatenate")(x, axis=0), F, True),
+    ("f32 -> f64 -> f32", lambda x: x.astype(np.float64).astype(np.float32), F32, True),
+    ("bf16 -> f32 -> bf16", lambda x: x.astype(np.float32).astype("bfloat16"), BF16, True),
+    ("int32 -> f64 -> int32", lambda x: x.astype(np.float64).astype(np.int32), I32, True),
+    ("bool -> f32 -> bool", lambda x: x.astype(np.float32).astype(bool), B, True),
+    ("f64 -> f32 -> f64 stays (rounds)", lambda x: x.astype(np.float32).astype(np.float64),
+     F, False),
+    ("int64 -> f64 -> int64 stays", lambda x: x.astype(np.float64).astype(np.int64), I, False),
+    ("maximum(x, x)", lambda x: snp.maximum(x, x), F, True),
+    ("minimum(x, x)", lambda x: snp.minimum(x, x), F, True),
+    ("select(c, x, x)", lambda x: snp.where(x > 0, x, x), F, True),
+    ("int x-x", lambda x: x - x, I, True),
+    ("float x-x stays (inf - inf)", lambda x: x - x, F, False),
+    ("int x^x", lambda x: x ^ x, I, True),
+    ("bool x&x", lambda x: x & x, B, True),
+    ("int x|x", lambda x: x | x, I, True),
     ("sum over no axes stays (-0.0 + 0.0)", lambda x: p("reduce_sum")(x, axes=()), F, False),
     ("prod over no axes", lambda x: p("reduce_prod")(x, axes=()), F, True),
     ("max over no axes", lambda x: p("reduce_max")(x, axes=()), F, True),

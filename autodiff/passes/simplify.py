@@ -13,7 +13,12 @@ The rules, and why each is exact:
   ``x + 0`` and ``x - 0`` -> ``x`` for integers and ``x + False`` for booleans. ``x + 0.0`` stays:
   it turns ``-0.0`` into ``+0.0``.
 - ``x * 0`` -> zeros for integers and booleans only (for floats ``inf * 0`` is NaN).
-- ``x & all-ones``, ``x | 0``, ``x ^ 0`` -> ``x`` for integers and booleans.
+- ``x & all-ones``, ``x | 0``, ``x ^ 0``, ``x & x``, ``x | x`` -> ``x`` and ``x ^ x``,
+  ``x - x`` -> zeros for integers and booleans (for floats ``inf - inf`` is NaN).
+- ``maximum(x, x)``, ``minimum(x, x)``, ``select(c, x, x)`` -> ``x``.
+- ``convert(convert(x, wide), dtype(x))`` -> ``x`` when every value of ``x`` is exact in the
+  wide type (float32 -> float64 -> float32, bfloat16 -> float32 -> bfloat16, int32 -> int64,
+  bool -> anything, real -> complex); not float64 -> float32 -> float64, which rounds.
 - ``neg(neg x)`` -> ``x``; ``rev(rev(x, a), a)`` -> ``x``.
 - ``convert`` to the same dtype, ``reshape`` to the same shape, ``transpose`` by the identity,
   ``broadcast_in_dim`` to the same shape, ``slice`` of the whole array, ``pad`` by zero,
@@ -150,6 +155,8 @@ def _add(node, defs):
 def _sub(node, defs):
     x, y = node.inputs
     kind = _kind(node)
+    if kind == "int" and _same_var(x, y):  # for floats inf - inf is NaN
+        return _zeros(node)
     if kind == "float" and _const_is(y, 0, signbit=False):
         return _same(x, node)
     if kind == "int" and _const_is(y, 0):
@@ -161,10 +168,23 @@ def _bitwise_identity(identity):
     def rule(node, defs):
         if _kind(node) not in ("int", "bool"):
             return None
+        x, y = node.inputs
+        if _same_var(x, y):  # x & x = x | x = x, x ^ x = 0
+            return _zeros(node) if node.prim.name == "xor" else _same(x, node)
         ident = True if identity == -1 and _kind(node) == "bool" else identity
         return _either(node, lambda a: _const_is(a, ident))
 
     return rule
+
+
+def _idempotent(node, defs):
+    """``maximum(x, x)`` and ``minimum(x, x)`` are ``x``, NaN and -0.0 included."""
+    x, y = node.inputs
+    return _same(x, node) if _same_var(x, y) else None
+
+
+def _same_var(x, y) -> bool:
+    return isinstance(x, Var) and x is y
 
 
 def _neg(node, defs):
@@ -178,6 +198,8 @@ def _integer_pow(node, defs):
 
 def _select(node, defs):
     pred, a, b = node.inputs
+    if _same_var(a, b):
+        return _same(a, node)
     if _const_is(pred, True):
         return _same(a, node)
     if _const_is(pred, False):
@@ -267,6 +289,32 @@ def _reduces_nothing(node) -> bool:
 
 _no_axes = _identity_if(_reduces_nothing)
 
+# Conversions that every value survives exactly (so converting back gives the value again).
+_EXACT_WIDENING = {
+    "bool": {"int32", "int64", "float16", "bfloat16", "float32", "float64", "complex64",
+             "complex128"},
+    "int32": {"int64", "float64", "complex128"},
+    "float16": {"float32", "float64", "complex64", "complex128"},
+    "bfloat16": {"float32", "float64", "complex64", "complex128"},
+    "float32": {"float64", "complex64", "complex128"},
+    "float64": {"complex128"},
+    "complex64": {"complex128"},
+}
+
+
+def _convert(node, defs):
+    x, target = node.inputs[0], node.params["new_dtype"]
+    if x.aval.dtype == target:
+        return _same(x, node)
+    inner = _defined_by(x, defs, "convert")
+    if inner is None:
+        return None
+    source = inner.inputs[0]
+    middle = str(dtypes.dtype(inner.params["new_dtype"]))
+    if source.aval.dtype == target and middle in _EXACT_WIDENING.get(str(target), ()):
+        return _same(source, node)  # a round trip through a wider type
+    return None
+
 # One row per primitive: the rule that simplifies it.
 RULES = {
     "mul": _mul,
@@ -279,7 +327,9 @@ RULES = {
     "neg": _neg,
     "integer_pow": _integer_pow,
     "select": _select,
-    "convert": _identity_if(lambda n: n.inputs[0].aval.dtype == n.params["new_dtype"]),
+    "convert": _convert,
+    "maximum": _idempotent,
+    "minimum": _idempotent,
     "reshape": _reshape,
     "transpose": _transpose,
     "broadcast_in_dim": _identity_if(lambda n: n.inputs[0].aval.shape == tuple(n.params["shape"])),
