@@ -58,9 +58,10 @@ import numpy as np
 
 from autodiff import dtypes
 from autodiff.errors import UnsupportedError
+from autodiff.passes import optimize
 from autodiff.primitives import PRIMITIVES
 
-from .fuse import Cluster, Library, classify
+from .fuse import Cluster, Library, classify, fuse
 from .loopir import Affine, Clamp, Const, Idx, IndexValue, InRange, Kernel, Let, Lit, Load, Op, Wrap
 from .loopir import Store as _Store  # noqa: F401  (statements other than Let are stores)
 
@@ -128,11 +129,20 @@ def can_fuse(node) -> bool:
     return classify(node) is not None and _unsupported(node, VECTOR_DTYPES) is None
 
 
-def check_groups(groups: list):
-    """Refuse, before anything runs, work the device cannot do (float64, int64, complex)."""
+def check_groups(groups: list, seen: set | None = None):
+    """Refuse, before anything runs, work the device cannot do (float64, int64, complex).
+
+    Subgraphs (loop bodies, branches, calls) are compiled lazily when they first run, so they
+    are checked here too, each once (a recursive graph reaches itself).
+    """
+    seen = set() if seen is None else seen
     for g in groups:
         nodes = g.nodes if isinstance(g, Cluster) else [g.node]
         for node in nodes:
+            for sub in node.subgraphs():
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    check_groups(fuse(optimize(sub), can_fuse), seen)
             if isinstance(g, Library) and node.prim.name == "dot_general":
                 bad = _unsupported(node, CUBE_DTYPES)
                 unit = "cube unit (float16/bfloat16/float32)"

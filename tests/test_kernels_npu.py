@@ -129,6 +129,10 @@ def test_float64_refused_naming_node_and_backend():
     with pytest.raises(UnsupportedError, match="npu: dot_general.*float64.*cube"):
         jit(lambda a: a @ a, backend="npu")(np.ones((2, 2)))
     assert npu.SIMULATOR.programs_run == 0  # refused before anything ran
+    body = jit(lambda x: sciml.fori_loop(0, 2, lambda i, c: c + np.sin(c.astype(np.float64))
+                                         .astype(np.float32), x), backend="npu")
+    with pytest.raises(UnsupportedError, match="npu: convert at .*float64"):
+        body.lower(np.ones(3, np.float32))  # inside a loop body, found before it runs
 
 
 # -- precision: half storage, float32 compute; float32 reductions ---------------------------
