@@ -500,3 +500,153 @@ def test_host_cuda_random_fused_programs(tmp_path, small_reductions):
             rtol = {"float64": 1e-12, "float32": 1e-5, "bfloat16": 0.13}[dtype]
             np.testing.assert_allclose(np.asarray(g, np.float64), np.asarray(w, np.float64),
                                        rtol=rtol, atol=rtol)
+
+
+# -- the gpu runtime on a stand-in for cupy -------------------------------------------------
+# The plan, device placement, two-pass reductions and CUDA-graph replay run against a minimal
+# stand-in for cupy whose RawModule compiles the CUDA for the host (the shim above) and whose
+# stream capture records launches and replays them with the same arrays, as a CUDA graph
+# replays the same addresses: a plan that changed buffers after capture would compute wrong.
+
+
+class _DevArray(np.ndarray):
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.shape, "typestr": self.dtype.str, "version": 2,
+                "data": (self.ctypes.data, False)}
+
+    def get(self):
+        return np.array(self, copy=True).view(np.ndarray)
+
+
+class _FakeStream:
+    current = None
+
+    def __init__(self, non_blocking=False):
+        self.recording = None
+
+    def __enter__(self):
+        self.prev, _FakeStream.current = _FakeStream.current, self
+        return self
+
+    def __exit__(self, *exc):
+        _FakeStream.current = self.prev
+
+    def begin_capture(self):
+        self.recording = []
+
+    def end_capture(self):
+        graph, self.recording = _FakeGraph(self.recording), None
+        return graph
+
+    def synchronize(self):
+        pass
+
+
+class _FakeGraph:
+    def __init__(self, calls):
+        self.calls = calls
+        self.replays = 0
+
+    def launch(self, stream=None):
+        self.replays += 1
+        for fn, grid, args in self.calls:
+            fn.run(grid, args)
+
+
+class _FakeFunction:
+    def __init__(self, lib, name):
+        self.launch = getattr(lib, f"launch_{name}")
+
+    def __call__(self, grid, block, args):
+        assert block == (gpu.BLOCK,)
+        s = _FakeStream.current
+        if s is not None and s.recording is not None:
+            s.recording.append((self, grid, args))
+        else:
+            self.run(grid, args)
+
+    def run(self, grid, args):
+        import ctypes
+
+        for a in args:
+            assert isinstance(a, _DevArray), "a host array was passed to a kernel"
+        ptrs = (ctypes.c_void_p * len(args))(*[a.ctypes.data for a in args])
+        self.launch(ptrs, grid[0])
+
+
+_SIG = __import__("re").compile(r'extern "C" __global__ void (\w+)\((.*?)\) \{')
+
+
+class _FakeRawModule:
+    libs: dict = {}
+    tmp: Path = None
+
+    def __init__(self, code, options=()):
+        import ctypes
+
+        lib = self.libs.get(code)
+        if lib is None:
+            launchers = []
+            for name, params in _SIG.findall(code):
+                types = [p.split("__restrict__")[0].strip() for p in params.split(", ")]
+                args = ", ".join(f"({t})a[{i}]" for i, t in enumerate(types))
+                launchers.append(f'extern "C" void launch_{name}(void** a, int grid) {{ '
+                                 f"sc_run(grid, {gpu.BLOCK}, [&] {{ {name}({args}); }}); }}")
+            body = "\n".join(x for x in code.splitlines() if not x.startswith("#include"))
+            cpp = self.tmp / f"m{len(self.libs)}.cpp"
+            cpp.write_text(HOST_SHIM + body + "\n" + "\n".join(launchers))
+            so = cpp.with_suffix(".so")
+            r = subprocess.run([GXX, "-O0", "-std=c++20", "-pthread", "-shared", "-fPIC", "-w",
+                                "-o", str(so), str(cpp)], capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr[-3000:]
+            lib = self.libs[code] = ctypes.CDLL(str(so))
+        self.lib = lib
+
+    def get_function(self, name):
+        return _FakeFunction(self.lib, name)
+
+
+def _fake_cupy(tmp_path):
+    import types
+
+    cp = types.ModuleType("cupy")
+    cp.asarray = lambda x: np.array(x, copy=True).view(_DevArray)
+    cp.empty = lambda shape, dtype: np.empty(shape, dtype).view(_DevArray)
+    cp.RawModule = type("RawModule", (_FakeRawModule,), {"libs": {}, "tmp": tmp_path})
+    cp.cuda = types.SimpleNamespace(
+        Stream=_FakeStream, runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    return cp
+
+
+@needs_gxx
+def test_gpu_runtime_on_a_stand_in_for_cupy(tmp_path, monkeypatch, small_reductions):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(tmp_path))
+    rng = np.random.default_rng(7)
+    u = rng.standard_normal((12, 10)).astype(np.float32)
+    b = rng.standard_normal(40).astype(ml_dtypes.bfloat16)
+
+    def prog(u, b):
+        lap = sum(snp.shift(u, o, boundary="zero") for o in ((1, 0), (-1, 0), (0, 1), (0, -1)))
+        v = u + 0.1 * (lap - 4.0 * u)
+        s = np.sort(v, axis=1)  # a library node on the host between kernels
+        return v, (s * 2.0).max(axis=1), (v * v).sum(), b * 2.0 + 1.0
+
+    f = jit(prog, backend="gpu")
+    want = eval_graph(make_graph(prog, u, b), u, b)
+    for call in range(3):  # first run, capture, replay
+        got = f(u, b)
+        assert isinstance(got[0], _DevArray) and got[3].dtype == ml_dtypes.bfloat16
+        for g, w in zip(got, want):
+            _check(gpu.to_host(g), w, str(w.dtype), f"gpu runtime, call {call}")
+    plan = f.lower(u, b).plan
+    graphs = [s.graph for s in plan.segments if isinstance(s, gpu._Segment)]
+    assert graphs and all(g is not None and g.replays == 2 for g in graphs)
+    u2 = u[::-1].copy()  # new inputs reach the captured kernels
+    np.testing.assert_allclose(gpu.to_host(f(u2, b)[2]), eval_graph(
+        make_graph(prog, u2, b), u2, b)[2], rtol=1e-6)
+    loop = jit(lambda x: sciml.fori_loop(0, 3, lambda i, c: c * 0.5 + 1.0, x), backend="gpu")
+    np.testing.assert_allclose(gpu.to_host(loop(u)), ((u * 0.5 + 1) * 0.5 + 1) * 0.5 + 1,
+                               rtol=1e-6)
