@@ -116,8 +116,7 @@ def _build(graph, nonzero, inst, optimized):
         outs, touts = jvp_eval(graph, primals, tangents)
         nz = [t is not None or i for t, i in zip(touts, inst)]
         keep = [zeros_like(o) if t is None else t for o, t, k in zip(outs, touts, nz) if k]
-        holder["nz"] = [bool(t is not None) or (i and has_tangent(aval_of(o)))
-                        for o, t, i in zip(outs, touts, inst)]
+        holder["nz"] = [bool(k) for k in nz]  # exactly the outputs given a tangent
         return list(outs) + keep
 
     g, captured, _ = trace_flat(fn, list(graph.in_avals) + t_avals, f"jvp_{graph.name}")
