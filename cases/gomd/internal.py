@@ -13,6 +13,14 @@ from cases.gomd.regions import box, levels
 from sciml.ocean import AXB, AXF, AYB, AYF, AZB, csum_z, dxb, dxf, dyb, dyf, dzf, shift, thomas
 
 
+def safe_sqrt(x):
+    """sqrt(x) for x >= 0 whose derivative stays finite at 0 (a magnitude at rest is 0 on land
+    and at edges; the plain sqrt's infinite slope would turn masked-out zeros into NaN
+    gradients). The values are exactly those of ``np.sqrt``."""
+    pos = x > 0.0
+    return np.where(pos, np.sqrt(np.where(pos, x, 1.0)), 0.0)
+
+
 def _upper(p):
     """Layers 1..kb-1, the ones that carry u, v, T, S."""
     return levels(p["kb"], 1, p["kb"] - 1)
@@ -99,7 +107,8 @@ def smagorinsky(u, v, aam, p, cfg):
     dx, dy = p["dx"], p["dy"]
     tension = (dxf(u) / dx) ** 2 + (dyf(v) / dy) ** 2
     shear = dyb(AYF(AXF(u))) / dy + dxb(AXF(AYF(v))) / dx
-    new = cfg.horcon * dx * dy * np.sqrt(tension + 0.5 * shear**2)
+    horcon = p.get("horcon", cfg.horcon)  # a field when differentiated with respect to it
+    new = horcon * dx * dy * safe_sqrt(tension + 0.5 * shear**2)
     return np.where(p["interior"] & _upper(p), new, aam)
 
 
@@ -219,7 +228,7 @@ def profu(uf, ub, vb, km, etf, wubot, p, cfg):
     returns the new uf and the bottom stress wubot."""
     kb = p["kb"]
     dh = np.where(p["i_ge2"] & p["j_ge2"], AXB(p["h"] + etf), 1.0)
-    drag = AXB(p["cbc"]) * np.sqrt(ub[kb - 2] ** 2 + AXB(AYF(vb[kb - 2])) ** 2)
+    drag = AXB(p["cbc"]) * safe_sqrt(ub[kb - 2] ** 2 + AXB(AYF(vb[kb - 2])) ** 2)
     x = vertical_diffusion(uf, AXB(km), dh, p["wusurf"], p, cfg, bottom_drag=drag)
     new = np.where(p["interior"], x * p["dum"], uf)
     wubot = np.where(p["interior"], -drag * new[kb - 2], wubot)
@@ -230,7 +239,7 @@ def profv(vf, ub, vb, km, etf, wvbot, p, cfg):
     """y counterpart of ``profu``."""
     kb = p["kb"]
     dh = np.where(p["i_ge2"] & p["j_ge2"], AYB(p["h"] + etf), 1.0)
-    drag = AYB(p["cbc"]) * np.sqrt(AYB(AXF(ub[kb - 2])) ** 2 + vb[kb - 2] ** 2)
+    drag = AYB(p["cbc"]) * safe_sqrt(AYB(AXF(ub[kb - 2])) ** 2 + vb[kb - 2] ** 2)
     x = vertical_diffusion(vf, AYB(km), dh, p["wvsurf"], p, cfg, bottom_drag=drag)
     new = np.where(p["interior"], x * p["dvm"], vf)
     wvbot = np.where(p["interior"], -drag * new[kb - 2], wvbot)

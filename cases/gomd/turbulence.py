@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from cases.gomd.eos import sound_speed
+from cases.gomd.internal import safe_sqrt
 from cases.gomd.regions import levels
 from sciml.ocean import AXB, AXF, AYB, AYF, AZB, dxb, dxf, dyb, dyf, shift, thomas
 
@@ -42,12 +43,12 @@ def advq(qb, q, u, v, w, aam, dt, etb, etf, p, cfg):
 
 def _surface_stress(p):
     """|wind stress| at t-points, averaged from u- and v-points (zero on the last row/col)."""
-    tau = np.sqrt((AXF(p["wusurf"])) ** 2 + (AYF(p["wvsurf"])) ** 2)
+    tau = safe_sqrt((AXF(p["wusurf"])) ** 2 + (AYF(p["wvsurf"])) ** 2)
     return np.where(p["below_last"], tau, 0.0)
 
 
 def _bottom_stress(wubot, wvbot, p):
-    return np.where(p["below_last"], np.sqrt(AXF(wubot) ** 2 + AYF(wvbot) ** 2), 0.0)
+    return np.where(p["below_last"], safe_sqrt(AXF(wubot) ** 2 + AYF(wvbot) ** 2), 0.0)
 
 
 def _q_rows(kq, dh, p, cfg):
@@ -107,7 +108,7 @@ def profq(q2f, q2lf, state, etf, wubot, wvbot, p, cfg):
     dv = dzb_pair(v, "y")
     prod = st["km"] * 0.25 * SEF * (du**2 + dv**2) / (dzzm * dh) ** 2 + st["kh"] * boygr
     prod = np.where(p["interior"] & mid, prod, 0.0)
-    dtef = np.sqrt(np.abs(q2b)) / (B1 * ell + small)
+    dtef = safe_sqrt(np.abs(q2b)) / (B1 * ell + small)
 
     a, c = _q_rows(st["kq"], dh, p, cfg)
     q2f = _solve_q(a, c, 2.0 * dti2 * dtef, 2.0 * dti2 * prod, q2f, q2_top, q2_bot)
@@ -145,7 +146,7 @@ def stability(ell, gh, q2, km, kh, kq, p):
     coef5 = 9.0 * A1 * A2
     sh = coef1 / (1.0 - coef2 * gh)
     sm = (coef3 + sh * coef4 * gh) / (1.0 - coef5 * gh)
-    kn = ell * np.sqrt(np.abs(q2))
+    kn = ell * safe_sqrt(np.abs(q2))
     kq = (kn * 0.41 * sh + kq) * 0.5
     km = (kn * sm + km) * 0.5
     kh = (kn * sh + kh) * 0.5
