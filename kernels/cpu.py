@@ -122,6 +122,7 @@ class _Printer:
         self.half: set[str] = set()
         self.uses_math = False
         self.dtypes = {b.name: b.dtype for b in k.inputs + k.outputs}
+        self.invariant: set[str] = set()
 
     def function(self, name: str) -> str:
         k = self.k
@@ -130,7 +131,12 @@ class _Printer:
         args = ", ".join(b.name for b in k.inputs + k.outputs)
         head = [f'@numba.njit(parallel={parallel}, error_model="numpy", nogil=True, cache=True)',
                 f"def {name}({args}):"]
-        return "\n".join(head + self.loops(parallel)) + "\n"
+        self.invariant = _invariant_lets(k.body)
+        # Values that do not depend on the loop indices (scalar arguments, literals) are read
+        # before the loops: inside, LLVM could not hoist a load from an array that might alias
+        # an output, and the reload would block vectorisation.
+        hoisted = [_i(1) + s for s in self.statements(invariant=True)]
+        return "\n".join(head + hoisted + self.loops(parallel)) + "\n"
 
     # -- loop structure -----------------------------------------------------------------------
 
@@ -221,9 +227,14 @@ class _Printer:
 
     # -- statements ---------------------------------------------------------------------------
 
-    def statements(self) -> list[str]:
+    def statements(self, invariant: bool = False) -> list[str]:
+        """The per-point statements, or with ``invariant`` those hoisted above the loops."""
         out = []
         for s in self.k.body:
+            if isinstance(s, Let) and (s.name in self.invariant) != invariant:
+                continue
+            if invariant and not isinstance(s, Let):
+                continue
             if isinstance(s, Let):
                 out.append(f"{s.name} = {self.expr(s.expr)}")
             elif isinstance(s, Store):
@@ -285,6 +296,22 @@ class _Printer:
         if isinstance(x, Wrap):
             return f"({self.ix(x.e)} % {x.n})"
         raise TypeError(f"cpu printer: unknown index expression {x!r}")
+
+
+def _invariant_lets(body) -> set:
+    """Names of the Lets whose value is the same at every point of the domain."""
+    inv: set[str] = set()
+    for s in body:
+        if not isinstance(s, Let):
+            continue
+        e = s.expr
+        if isinstance(e, Const):
+            inv.add(s.name)
+        elif isinstance(e, Load) and all(isinstance(x, Lit) for x in e.index):
+            inv.add(s.name)
+        elif isinstance(e, Op) and all(a in inv for a in e.args):
+            inv.add(s.name)
+    return inv
 
 
 def _i(n: int) -> str:

@@ -5,12 +5,14 @@ import numpy as np
 
 @numba.njit(parallel=True, error_model="numpy", nogil=True, cache=True)
 def kernel(in0, in1, out0):
+    v2 = np.float32(0.0)
+    v25 = np.float32(6.0)
+    v29 = in1[0]
     for i0 in numba.prange(64):
         for i1 in range(64):
             for i2 in range(64):
                 v0 = in0[min(max((i0 + 1), 0), 63), i1, i2]
                 v1 = (0 <= (i0 + 1)) & ((i0 + 1) < 64)
-                v2 = np.float32(0.0)
                 v3 = np.float32((v0 if v1 else v2))
                 v4 = np.float32((v2 + v3))
                 v5 = in0[min(max((i0 + -1), 0), 63), i1, i2]
@@ -33,11 +35,9 @@ def kernel(in0, in1, out0):
                 v22 = (0 <= (i2 + -1)) & ((i2 + -1) < 64)
                 v23 = np.float32((v21 if v22 else v2))
                 v24 = np.float32((v20 + v23))
-                v25 = np.float32(6.0)
                 v26 = in0[i0, i1, i2]
                 v27 = np.float32((v25 * v26))
                 v28 = np.float32((v24 - v27))
-                v29 = in1[0]
                 v30 = np.float32((v29 * v28))
                 v31 = np.float32((v26 + v30))
                 out0[i0, i1, i2] = np.float32(v31)

@@ -5,11 +5,11 @@ import numpy as np
 
 @numba.njit(parallel=False, error_model="numpy", nogil=True, cache=True)
 def kernel(in0, out0):
+    v1 = np.float64(2.0)
     for i0 in range(32):
         acc0 = np.float64(-np.inf)
         for i1 in range(40):
             v0 = in0[((i0 + -1) % 30), i1]
-            v1 = np.float64(2.0)
             v2 = (v0 * v1)
             acc0 = np.maximum(acc0, v2)
         out0[i0] = acc0

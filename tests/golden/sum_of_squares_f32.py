@@ -6,13 +6,13 @@ from kernels.vmath import sin_f32
 
 @numba.njit(parallel=True, error_model="numpy", nogil=True, cache=True)
 def kernel(in0, out0):
+    v2 = np.float32(1.0)
     part0 = np.empty(64, np.float64)
     for c in numba.prange(64):
         acc0 = np.float64(0)
         for i0 in range(c * 16384, min(c * 16384 + 16384, 1048576)):
             v0 = in0[i0]
             v1 = np.float32(sin_f32(v0))
-            v2 = np.float32(1.0)
             v3 = np.float32((v1 + v2))
             v4 = np.float32((v3 * v3))
             v5 = np.float64(v4)
