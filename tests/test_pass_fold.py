@@ -75,6 +75,26 @@ def test_control_flow_is_not_folded_but_its_subgraphs_are():
     assert float(sciml.eval_graph(h, 1.0)) == float(sciml.eval_graph(g, 1.0)) == 19.0
 
 
+def test_small_constant_loops_are_folded_by_interpretation():
+    def f(x):
+        c0 = snp.iota((), np.float64) + 1.0  # a traced constant
+        a = sciml.fori_loop(0, 5, lambda i, c: c * 2.0 + i, c0)
+        b, ys = sciml.scan(lambda c, t: (c + t, c * t), c0, snp.iota((4,), np.float64))
+        w = sciml.while_loop(lambda c: c < 50.0, lambda c: c * 3.0, c0, max_steps=10)
+        big = sciml.fori_loop(0, 6000, lambda i, c: c + 1.0, c0)  # 12000 > LOOP_BUDGET
+        return x + a + b + snp.sum(ys) + w, big
+
+    g = sciml.make_graph(f, 0.0)
+    h = sciml.verify(fold(g))
+    assert names(h).count("fori_loop") == 1 and "scan" not in names(h)
+    assert "while_loop" not in names(h)
+    out, big = sciml.eval_graph(h, 1.0)
+    # fori: 1 -> 2 -> 5 -> 12 -> 27 -> 58; scan: carry 7, ys 0 + 1 + 4 + 12; while: 81
+    assert float(out) == float(sciml.eval_graph(g, 1.0)[0]) == 1.0 + 58.0 + 7.0 + 17.0 + 81.0
+    assert float(big) == 6001.0
+    assert names(fold(g, limit=0)).count("fori_loop") == 2  # outputs over the size limit
+
+
 def test_failing_impl_is_left_in_place():
     # A primitive built by hand (not declared) whose numpy implementation fails.
     def fail(x):

@@ -2,10 +2,12 @@
 
 A foldable node runs its primitive's numpy implementation (the same one the interpreter uses, so
 the folded value is the value the graph would compute, bit for bit) and its outputs become
-constants. Not folded: results larger than ``FOLD_LIMIT`` elements (no huge constants baked into
-the graph; nullary ``iota`` of a big shape stays a node), control flow (a constant ``while_loop``
-might run long; a ``cond`` with a constant predicate is turned into a ``call`` by ``simplify``),
-primitives tagged "effect", and nodes whose implementation raises.
+constants. Loops with constant inputs are folded by interpretation when they are small: at most
+``LOOP_BUDGET`` node evaluations (trip count times body size; a ``while_loop`` needs
+``max_steps`` for a bound). Not folded: results larger than ``FOLD_LIMIT`` elements (no huge
+constants baked into the graph; nullary ``iota`` of a big shape stays a node), ``call`` and
+``cond`` (``inline`` splices non-recursive callees, ``simplify`` turns a ``cond`` on a constant
+into a ``call``), primitives tagged "effect", and nodes whose implementation raises.
 
 >>> import numpy as np, sciml  # sciml attaches the numpy handlers
 >>> from autodiff.trace import make_graph
@@ -47,14 +49,35 @@ def fold(graph: Graph, limit: int = FOLD_LIMIT) -> Graph:
     return GraphMap(rewrite)(graph)
 
 
+# Most node evaluations a folded loop may cost (trip count times body nodes).
+LOOP_BUDGET = 10_000
+
+
 def _foldable(node, inputs, limit) -> bool:
-    return (
-        node.prim.family != "control"
-        and not node.subgraphs()
-        and not has_effect(node)
-        and all(isinstance(a, Const) for a in inputs)
-        and all(o.aval.size <= limit for o in node.outputs)
-    )
+    if has_effect(node) or not all(isinstance(a, Const) for a in inputs):
+        return False
+    if any(o.aval.size > limit for o in node.outputs):
+        return False
+    if node.subgraphs():
+        return _loop_cost(node, inputs) <= LOOP_BUDGET
+    return True
+
+
+def _loop_cost(node, inputs) -> float:
+    """An upper bound on the node evaluations of a loop with constant inputs (inf: unknown).
+
+    ``call`` and ``cond`` are left to ``inline`` and ``simplify``; a ``while_loop`` is bounded
+    only by ``max_steps``."""
+    p, name = node.params, node.prim.name
+    if name == "fori_loop":
+        trips = max(0, int(inputs[1].value) - int(inputs[0].value))
+        return trips * (1 + p["body"].count_nodes())
+    if name == "scan":
+        return p["length"] * (1 + p["body"].count_nodes())
+    if name == "while_loop" and p.get("max_steps") is not None:
+        return (p["max_steps"] + 1) * (2 + p["cond_graph"].count_nodes()
+                                       + p["body_graph"].count_nodes())
+    return float("inf")
 
 
 def _try_fold(node, inputs, limit):
