@@ -386,3 +386,19 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_taylor_mode_composes_with_vmap_and_grad():
+    from autodiff.api import grad
+    from autodiff.batching import vmap
+
+    f = COMPOSITES["bench"][0]
+    xs = np.linspace(-1.0, 1.0, 5)
+    d = derivatives(f, xs, order=3)
+    _close(vmap(lambda x: derivatives(f, x, order=3)[3])(xs), d[3])
+    # d/dx of the second derivative is the third.
+    _close(grad(lambda x: derivatives(f, x, order=2)[2].sum())(xs), d[3])
+    _, ys = jet(vmap(lambda v: np.sin(v).sum()), (np.ones((3, 2)),),
+                ([np.ones((3, 2)), np.zeros((3, 2))],))
+    _close(ys[0], np.full(3, 2 * np.cos(1.0)))
+    _close(ys[1], np.full(3, -2 * np.sin(1.0)))
