@@ -852,14 +852,26 @@ def jet(f, primals, series):
         outs, holder["tree"] = _traced_call(f, p_tree, ser, K)
         return [s[0] for s in outs] + [_scaled(s, k) for s in outs for k in range(1, K + 1)]
 
+    # Series terms take their primal's shape and dtype (a scalar term broadcasts).
     c_avals = [a.strong() for a in p_avals for _ in range(K)]
-    args = list(p_leaves) + [c for s in s_lists for c in s]
+    inside = is_tracing() or any(isinstance(x, Tracer) for x in p_leaves)
+    args = list(p_leaves) + [_as_term(c, a, inside) for s, a in zip(s_lists, p_avals)
+                             for c in s]
     flat = _evaluate(run, p_avals + c_avals, args, "jet")
     n = len(flat) // (K + 1)
     out_tree = holder["tree"]
     prim_out = tree_unflatten(out_tree, flat[:n])
     ser_out = tree_unflatten(out_tree, [list(flat[n + i * K:n + (i + 1) * K]) for i in range(n)])
     return prim_out, ser_out
+
+
+def _as_term(c, aval, inside):
+    if isinstance(c, Tracer):
+        return c if c.dtype == aval.dtype else L.convert_element_type(c, aval.dtype)
+    c = np.asarray(c, aval.dtype)
+    # Inside a trace a small term stays small (rules broadcast it); a graph parameter must
+    # have the primal's shape.
+    return c if inside else np.broadcast_to(c, aval.shape)
 
 
 def _check_series(p_avals, s_lists):

@@ -258,6 +258,17 @@ def test_derivatives_to_order_8_vs_sympy(name):
                                    err_msg=f"order {k}")
 
 
+def test_scalar_series_terms_broadcast_to_the_primal():
+    x = np.array([0.1, 0.9, 1.7])
+    y, (d1, d2) = jet(np.sin, (x,), ([1.0, 0.0],))
+    _close(d1, np.cos(x))
+    _close(d2, -np.sin(x))
+    g = make_graph(lambda v: jet(np.sin, (v,), ([1.0, 0.0],))[1][1], x)
+    from autodiff.interpret import eval_graph
+
+    _close(eval_graph(g, x), -np.sin(x))
+
+
 def test_jet_matches_derivatives_for_unit_path():
     f, expr = COMPOSITES["bench"]
     pts = np.array([0.1, 0.9])
