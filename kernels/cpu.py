@@ -123,6 +123,7 @@ class _Printer:
         self.uses_math = False
         self.dtypes = {b.name: b.dtype for b in k.inputs + k.outputs}
         self.invariant: set[str] = set()
+        self.interior = False
 
     def function(self, name: str) -> str:
         k = self.k
@@ -161,10 +162,29 @@ class _Printer:
 
     def nest(self, start, stop, rng, ind, accumulate=False) -> list[str]:
         lines = []
-        for d in range(start, stop):
+        peel = _interior(self.k) if stop > start else None
+        last = stop - 1 if peel else stop
+        for d in range(start, last):
             lines.append(_i(ind) + f"for i{d} in {rng if d == 0 else 'range'}({self.k.domain[d]}):")
             ind += 1
-        lines += [_i(ind) + s for s in self.statements()]
+        if not peel:
+            return lines + self.point(ind, accumulate)
+        # The innermost loop in three parts: the interior, where every stencil read is in
+        # range and needs no clamp or guard (so it vectorises), between the two borders.
+        a, b = peel
+        n = self.k.domain[last]
+        for lo, hi, interior in ((0, a, False), (a, b, True), (b, n, False)):
+            if hi > lo:
+                r = rng if (last == 0 and interior) else "range"
+                lines.append(_i(ind) + f"for i{last} in {r}({lo}, {hi}):")
+                lines += self.point(ind + 1, accumulate, interior)
+        return lines
+
+    def point(self, ind, accumulate, interior=False) -> list[str]:
+        """The statements at one point (and the reductions' accumulation)."""
+        self.interior = interior
+        lines = [_i(ind) + s for s in self.statements()]
+        self.interior = False
         if accumulate:
             lines += [_i(ind) + self.combine(f"acc{j}", r) for j, r in enumerate(self.k.reductions)]
         return lines
@@ -259,8 +279,9 @@ class _Printer:
         if isinstance(e, IndexValue):
             return _cast(e.dtype, self.ix(e.index), always=True)
         if isinstance(e, InRange):
+            checks = [c for c in e.checks if not (self.interior and self._on_last(c[0]))]
             return " & ".join(f"({lo} <= {self.ix(x)}) & ({self.ix(x)} < {hi})"
-                              for x, lo, hi in e.checks)
+                              for x, lo, hi in checks) or "True"
         if isinstance(e, Op):
             return self.op(e)
         raise TypeError(f"cpu printer: unknown expression {e!r}")
@@ -291,11 +312,68 @@ class _Printer:
         if isinstance(x, Affine):
             s = self.ix(x.base) if x.scale == 1 else f"{x.scale} * {self.ix(x.base)}"
             return f"({s} + {x.offset})" if x.offset else s
+        if isinstance(x, (Clamp, Wrap)) and self.interior and self._on_last(x.e):
+            return self.ix(x.e)  # inside the interior range the index is already in bounds
         if isinstance(x, Clamp):
             return f"min(max({self.ix(x.e)}, {x.lo}), {x.hi})"
         if isinstance(x, Wrap):
             return f"({self.ix(x.e)} % {x.n})"
         raise TypeError(f"cpu printer: unknown index expression {x!r}")
+
+    def _on_last(self, e) -> bool:
+        return _last_offset(e, len(self.k.domain) - 1) is not None
+
+
+def _last_offset(e, last: int):
+    """``o`` when ``e`` is ``i_last + o``, else None."""
+    if isinstance(e, Idx) and e.dim == last:
+        return 0
+    if isinstance(e, Affine) and e.scale == 1 and isinstance(e.base, Idx) and e.base.dim == last:
+        return e.offset
+    return None
+
+
+def _interior(k: Kernel):
+    """``(a, b)``: the innermost indices where every guarded read is in range, or None.
+
+    Only kernels whose guarded reads along the innermost dimension are all ``i + offset``
+    qualify; the chunked one-dimensional reduction keeps its own loop.
+    """
+    if not k.domain or (k.reductions and k.depth == 0 and len(k.domain) == 1):
+        return None
+    last, n = len(k.domain) - 1, k.domain[-1]
+    a, b, found = 0, n, False
+    for lo, hi, e in _guards(k.body):
+        o = _last_offset(e, last)
+        if o is None:
+            if _mentions(e, last):
+                return None
+            continue
+        found = True
+        a, b = max(a, lo - o), min(b, hi - o)
+    if not found:
+        return None
+    return (min(max(a, 0), n), max(min(b, n), min(max(a, 0), n)))
+
+
+def _guards(body):
+    """(lo, hi_exclusive, expr) of every clamp, wrap and range check in the kernel."""
+    for s in body:
+        e = getattr(s, "expr", None)
+        if isinstance(e, InRange):
+            yield from ((lo, hi, x) for x, lo, hi in e.checks)
+        idx = e.index if isinstance(e, Load) else getattr(s, "index", ())
+        for x in idx:
+            if isinstance(x, Clamp):
+                yield x.lo, x.hi + 1, x.e
+            elif isinstance(x, Wrap):
+                yield 0, x.n, x.e
+
+
+def _mentions(e, dim: int) -> bool:
+    if isinstance(e, Idx):
+        return e.dim == dim
+    return any(_mentions(getattr(e, f), dim) for f in ("base", "e") if hasattr(e, f))
 
 
 def _invariant_lets(body) -> set:

@@ -180,8 +180,15 @@ def test_random_chains_in_single_precision(dtype, ops):
     want = eval_graph(sciml.make_graph(f, x), x)
     got = kjit(f)(x)
     assert got.dtype == want.dtype
-    rtol = 1e-12 if dtype == "float64" else 2e-5
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
+    if dtype == "float64":
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        return
+    # Chains like exp(sum(exp(..))) amplify float32 rounding: judge both float32 results by
+    # their distance to the float64 answer (the kernel computes more in higher precision).
+    truth = eval_graph(sciml.make_graph(f, x.astype(np.float64)), x.astype(np.float64))
+    err_kernel = np.abs(got - truth)
+    err_ref = np.abs(want - truth)
+    assert np.all(err_kernel <= 2 * err_ref + 1e-5 * (1 + np.abs(truth)))
 
 
 @pytest.mark.parametrize("module", [fuse, loopir, lower, cpu, templates, jit])
