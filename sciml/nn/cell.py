@@ -239,8 +239,8 @@ class Cell:
         ``key`` feeds random layers (Dropout); ``taps`` lets a curvature optimizer observe
         the Dense/Conv layers (see ``sciml.optim.THOR``).
         """
-        values, slots = self._bind(params, "_params", "params")
-        bvals, bslots = self._bind(buffers or {}, "_buffers", "buffers")
+        values = self._bind(params, "_params", "params")
+        bvals = self._bind(buffers or {}, "_buffers", "buffers")
         values.update(bvals)
         with _push(_Scope(values, training, key)) as sc:
             sc.taps = taps
@@ -255,7 +255,7 @@ class Cell:
         if unknown:
             raise ArityError(f"{type(self).__name__}.apply: unknown {what} {sorted(unknown)}; "
                              f"expected names from {sorted(slots)}")
-        return {slots[k]: v for k, v in table.items()}, slots
+        return {slots[k]: v for k, v in table.items()}
 
     def _buffer_slots(self, given):
         given = given or {}

@@ -24,8 +24,8 @@ import numpy as np
 from autodiff import dtypes
 from autodiff.errors import UnsupportedError
 from autodiff.interpret import eval_graph_flat
-from autodiff.pytree import tree_flatten, tree_map, tree_unflatten
-from autodiff.trace import Tracer, abstractify, make_graph
+from autodiff.pytree import tree_flatten, tree_unflatten
+from autodiff.trace import Tracer, make_graph
 
 from .. import precision
 
@@ -190,8 +190,3 @@ class TrainOneStep:
             return np.asarray(fwd(x))
         return np.concatenate([np.asarray(fwd(x[i:i + batch]))
                                for i in range(0, len(x), batch)])
-
-
-def cast_tree(tree, dtype):
-    return tree_map(lambda a: np.asarray(a, dtype) if dtypes.is_float(abstractify(a).dtype)
-                    else a, tree)
