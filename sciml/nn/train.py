@@ -113,7 +113,7 @@ class compiled:
         return tree_unflatten(graph.meta["out_tree"], out)
 
     def _build(self, args):
-        from autodiff.jvp import optimize
+        from autodiff.passes import optimize
 
         g = make_graph(self.fn, *args, name=self.name)
         if g.meta.get("captured"):
