@@ -14,6 +14,50 @@ Each stage is timed (``Compiled.timings``) and can be dumped by naming it in ``S
 True
 >>> f.lower(x, 2.0).count_kernels()
 1
+
+``lower`` shows every stage: the optimised graph, the clusters, each kernel in the loop IR
+and its generated source::
+
+    >>> print(jit(lambda x: (np.sin(x) * 2.0).sum()).lower(np.zeros(8)))
+    graph <lambda>(a:f64[8]) {
+      b:f64[8] = sin a
+      c:f64[8] = mul b 2.0:f64[]
+      d:f64[] = reduce_sum[axes=(0,), keepdims=False] c
+      return d
+    }
+    <BLANKLINE>
+    cluster 0 over (8,): sin mul reduce_sum
+    <BLANKLINE>
+    kernel k0(in0:float64[8]) -> (out0:float64[1]) over (8,):
+      v0 = load in0[i0]
+      v1 = sin(v0):float64
+      v2 = 2.0:float64
+      v3 = mul(v1, v2):float64
+      reduce over loops 0..0:
+        out0 <- sum(v3):float64
+    <BLANKLINE>
+    import numba
+    import numpy as np
+    from kernels.vmath import sin_f64
+    <BLANKLINE>
+    <BLANKLINE>
+    @numba.njit(parallel=False, error_model="numpy", nogil=True, cache=True)
+    def kernel(in0, out0):
+        v2 = np.float64(2.0)
+        part0 = np.empty(1, np.float64)
+        for c in range(1):
+            acc0 = np.float64(0)
+            for i0 in range(c * 16384, min(c * 16384 + 16384, 8)):
+                v0 = in0[i0]
+                v1 = sin_f64(v0)
+                v3 = (v1 * v2)
+                acc0 = acc0 + v3
+            part0[c] = acc0
+        acc0 = np.float64(0)
+        for c in range(1):
+            acc0 = acc0 + part0[c]
+        out0[0] = acc0
+    <BLANKLINE>
 """
 
 from __future__ import annotations

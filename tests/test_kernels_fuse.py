@@ -15,7 +15,7 @@ import sciml
 import sciml.numpy as snp
 from autodiff.errors import UnsupportedError
 from autodiff.interpret import eval_graph, eval_graph_flat
-from kernels import cpu, fuse, jit, loopir, lower, templates
+from kernels import cache, cpu, fuse, halfconv, jit, loopir, lower, templates
 from kernels.jit import jit as kjit
 
 
@@ -191,7 +191,7 @@ def test_random_chains_in_single_precision(dtype, ops):
     assert np.all(err_kernel <= 2 * err_ref + 1e-5 * (1 + np.abs(truth)))
 
 
-@pytest.mark.parametrize("module", [fuse, loopir, lower, cpu, templates, jit])
+@pytest.mark.parametrize("module", [fuse, loopir, lower, cpu, templates, jit, cache, halfconv])
 def test_docstrings_run(module):
     assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
 
