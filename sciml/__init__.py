@@ -27,7 +27,7 @@ from autodiff.verify import verify
 from kernels.jit import jit
 
 # sciml.numpy registers the numpy-protocol handlers on import.
-from . import errors, fft, linalg, numpy, ocean, random  # noqa: F401
+from . import errors, fft, linalg, nn, numpy, ocean, optim, precision, random  # noqa: F401
 from .equations import from_sympy
 from .solution import Solution
 from .solve import solve
@@ -40,7 +40,7 @@ __all__ = [
     "cond", "custom_jvp", "custom_vjp", "derivatives", "dumps", "errors", "eval_graph", "fft",
     "fori_loop", "from_sympy", "function", "grad", "graph_function", "hessian", "hvp", "jacfwd",
     "jacrev", "jet", "jit", "jvp", "laplacian", "linalg", "linearize", "load", "loads",
-    "make_graph", "numpy", "ocean", "random", "save", "scan", "solve", "switch", "tree_flatten",
+    "make_graph", "nn", "numpy", "ocean", "optim", "precision", "random", "save", "scan", "solve", "switch", "tree_flatten",
     "tree_leaves", "tree_map", "tree_unflatten", "value_and_grad", "verify", "vjp", "vmap",
     "while_loop",
 ]
