@@ -40,7 +40,8 @@ __all__ = [
     "cond", "custom_jvp", "custom_vjp", "derivatives", "dumps", "errors", "eval_graph", "fft",
     "fori_loop", "from_sympy", "function", "grad", "graph_function", "hessian", "hvp", "jacfwd",
     "jacrev", "jet", "jit", "jvp", "laplacian", "linalg", "linearize", "load", "loads",
-    "make_graph", "nn", "numpy", "ocean", "optim", "precision", "random", "save", "scan", "solve", "switch", "tree_flatten",
+    "make_graph", "nn", "numpy", "ocean", "optim", "precision", "random", "save", "scan",
+    "solve", "switch", "tree_flatten",
     "tree_leaves", "tree_map", "tree_unflatten", "value_and_grad", "verify", "vjp", "vmap",
     "while_loop",
 ]
