@@ -215,3 +215,17 @@ def test_jit_of_grad_runs_fused():
     want = (np.cos(x) - 2 * x * np.sin(x)) * np.exp(-x * x)
     np.testing.assert_allclose(g(x), want, rtol=1e-12, atol=1e-15)
     assert g.lower(x).count_kernels() == 1
+
+
+def test_jit_of_taylor_derivatives_runs_fused():
+    from autodiff.taylor import derivatives
+
+    def f(x):
+        return np.sin(x) * np.exp(-x * x / 2) + x ** 3
+
+    x = np.linspace(-2, 2, 1001)
+    g = kjit(lambda x: derivatives(f, x, 8))
+    got, want = g(x), derivatives(f, x, 8)
+    for k, (a, b) in enumerate(zip(got, want)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10, err_msg=f"order {k}")
+    assert g.lower(x).count_kernels() == 1
