@@ -29,9 +29,9 @@ class NotEligible(Exception):
 class PlanCode:
     """A plan run by one compiled function; other attributes are those of the step plan."""
 
-    def __init__(self, plan, fn, fixed, n_out, source):
+    def __init__(self, plan, fn, fixed, out_bufs, source):
         self.inner, self.fn, self.fixed, self.source = plan, fn, fixed, source
-        self.n_out = n_out
+        self.out_bufs = out_bufs  # kernel buffers of the results: fresh arrays per call
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -39,7 +39,9 @@ class PlanCode:
     def __call__(self, args) -> list:
         g = self.inner.graph
         arrays = [_kernel_arg(a, _Shape(p.aval)) for a, p in zip(args, g.params)]
-        outs = self.fn(*arrays, *self.fixed)
+        fresh = [np.empty(b.shape, KERNEL_ARRAY_DTYPE.get(str(b.dtype), np.dtype(b.dtype)))
+                 for b in self.out_bufs]
+        outs = self.fn(*arrays, *fresh, *self.fixed)
         return [np.asarray(o).reshape(v.aval.shape) for o, v in zip(outs, g.outputs)]
 
 
@@ -52,21 +54,38 @@ class _Shape:
 
 
 def build(plan, compile_sub):
-    """``PlanCode`` for ``plan`` when it has a loop and every step is covered, else None."""
-    if not any(_is_fori(s) for s in plan.steps):
+    """``PlanCode`` for ``plan`` when it has a loop or several kernels and every step is
+    covered, else None (one kernel alone gains nothing from a plan function)."""
+    kernels = sum(isinstance(s, KernelStep) for s in plan.steps)
+    if not any(_is_fori(s) for s in plan.steps) and kernels < 2:
         return None
     em = _Emitter(compile_sub)
     try:
         _check_dtypes(plan)
         params = [f"p{i}" for i in range(len(plan.graph.params))]
         env = {p.id: name for p, name in zip(plan.graph.params, params)}
-        em.plan(plan, env, 1, em.body_outputs(plan))
-        outs = [em.result(o, env) for o in plan.graph.outputs]
+        fresh = _fresh_outputs(plan)
+        em.plan(plan, env, 1, {v.id: name for v, name, _ in fresh})
+        names = {name for _, name, _ in fresh}
+        outs = [em.result(o, env, copy=env.get(getattr(o, "id", None)) not in names)
+                for o in plan.graph.outputs]
     except NotEligible:
         return None
-    source = em.source(params, outs)
+    source = em.source(params + [name for _, name, _ in fresh], outs)
     fn = cache.load(source, "plan", "cpu-plan")
-    return PlanCode(plan, fn, [a for _, a in em.fixed], len(outs), source)
+    return PlanCode(plan, fn, [a for _, a in em.fixed], [b for _, _, b in fresh], source)
+
+
+def _fresh_outputs(plan) -> list:
+    """(value, argument name, kernel buffer) of the results written straight into fresh
+    arrays: kernel outputs the caller gets back."""
+    out = []
+    for step in plan.steps:
+        if isinstance(step, KernelStep):
+            for v, buf, b in zip(step.outputs, step.buffers, step.kernel.outputs):
+                if buf is None:
+                    out.append((v, f"o{len(out)}", b))
+    return out
 
 
 def _is_fori(step) -> bool:
@@ -187,7 +206,7 @@ class _Emitter:
     def source(self, params, outs) -> str:
         imports = ["import numba", "import numpy as np"]
         imports += [f"from {m} import kernel as {a}" for m, a in self.imports.items()]
-        args = ", ".join(params + [n for n, _ in self.fixed])
+        args = ", ".join(params + [n for n, _ in self.fixed])  # params include the outputs
         ret = ", ".join(outs) + ("," if len(outs) == 1 else "")
         head = ["@numba.njit(error_model=\"numpy\", nogil=True, cache=True)",
                 f"def plan({args}):"]

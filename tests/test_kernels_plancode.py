@@ -63,3 +63,20 @@ def test_results_are_not_plan_buffers():
 def test_plans_without_loops_run_step_by_step():
     c = jit(lambda x: np.sin(x) + 1.0).lower(np.zeros(3))
     assert not isinstance(c.plan, PlanCode)
+
+
+def test_several_kernels_run_in_one_function():
+    def f(u, v):
+        a = np.sin(u) * v
+        b = snp.shift(a, (0, 1), "edge") - a  # a stencil of a computed value: a second kernel
+        return b.sum(axis=1, keepdims=True), b * 2.0, u
+
+    u, v = np.random.default_rng(3).random((2, 6, 5))
+    c = jit(f).lower(u, v)
+    assert isinstance(c.plan, PlanCode) and c.count_kernels() >= 2
+    got = jit(f)(u, v)
+    want = _ref(f, u, v)
+    for a, b in zip(got, want):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+    assert not np.shares_memory(got[2], u)
