@@ -81,6 +81,7 @@ from autodiff.verify import verify
 
 from . import cache
 from .fuse import Cluster, fuse
+from .loopir import verify_kernel
 from .lower import lower
 from .plan import Plan
 
@@ -201,6 +202,9 @@ def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = Fals
     clusters = [g for g in groups if isinstance(g, Cluster)]
     # [Cluster] -> [Kernel]: loop nests with loads, scalar ops, stores, reductions
     kernels = timer("lower", lambda: {c.index: lower(c, f"k{c.index}") for c in clusters})
+    if "verify" in os.environ.get("SCIML_DEBUG", "").split(","):
+        for k in kernels.values():
+            verify_kernel(k)
     _dump("lower", "\n\n".join(map(str, kernels.values())))
     # [Kernel] -> [source]: the target's printer
     sources = timer("print", lambda: {i: tgt.print_kernel(k, name="kernel")

@@ -224,3 +224,62 @@ class Kernel:
             lines.append(f"  reduce over loops {self.depth}..{len(self.domain) - 1}:")
             lines += [f"    {r}" for r in self.reductions]
         return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Verifier
+
+
+def verify_kernel(k: Kernel) -> Kernel:
+    """Check that names are bound before use, loads and stores name buffers of the right rank,
+    and loop indices stay inside the domain; raises VerifyError naming the statement."""
+    from autodiff.errors import VerifyError
+
+    bufs = {b.name: b for b in k.inputs + k.outputs}
+    outs = {b.name for b in k.outputs}
+    bound: set[str] = set()
+
+    def fail(s, why):
+        raise VerifyError(f"kernel {k.name}: {why} in `{s}`")
+
+    for s in k.body:
+        names, idx, buf = _uses(s)
+        if any(n not in bound for n in names):
+            fail(s, f"unbound name among {names}")
+        if buf is not None:
+            if buf not in bufs or (isinstance(s, Store) and buf not in outs):
+                fail(s, f"unknown {'output ' if isinstance(s, Store) else ''}buffer {buf}")
+            if len(idx) != len(bufs[buf].shape):
+                fail(s, f"index of rank {len(idx)} for {bufs[buf]}")
+        if any(d >= len(k.domain) for x in idx for d in _dims(x)):
+            fail(s, "loop index outside the domain")
+        if isinstance(s, Let):
+            bound.add(s.name)
+    for r in k.reductions:
+        if r.value not in bound or r.buf not in outs:
+            fail(r, "reduction of an unbound value or into a non-output")
+    return k
+
+
+def _uses(s):
+    """(scalar names read, index expressions, buffer) of one statement."""
+    if isinstance(s, Store):
+        return [s.value], s.index, s.buf
+    e = s.expr
+    if isinstance(e, Load):
+        return [], e.index, e.buf
+    if isinstance(e, Op):
+        return list(e.args), (), None
+    if isinstance(e, InRange):
+        return [], tuple(x for x, _, _ in e.checks), None
+    if isinstance(e, IndexValue):
+        return [], (e.index,), None
+    return [], (), None
+
+
+def _dims(x):
+    if isinstance(x, Idx):
+        yield x.dim
+    for f in ("base", "e"):
+        if hasattr(x, f):
+            yield from _dims(getattr(x, f))

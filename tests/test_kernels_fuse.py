@@ -151,7 +151,10 @@ def test_random_programs_match_the_interpreter(program, shapes, data):
     g = graphgen.trace(program, shapes)
     xs = [data.draw(graphgen.arrays(s)) for s in shapes]
     want = eval_graph_flat(g, xs)
-    got = jit.compile_graph(g).plan(xs)
+    c = jit.compile_graph(g)
+    for k in c.kernels.values():
+        loopir.verify_kernel(k)
+    got = c.plan(xs)
     for a, b in zip(got, want):
         assert a.shape == b.shape and a.dtype == b.dtype
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300)
@@ -229,3 +232,19 @@ def test_jit_of_taylor_derivatives_runs_fused():
     for k, (a, b) in enumerate(zip(got, want)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10, err_msg=f"order {k}")
     assert g.lower(x).count_kernels() == 1
+
+
+def test_kernel_verifier_names_the_broken_statement():
+    from autodiff.errors import VerifyError
+    from kernels.loopir import Buffer, Idx, Kernel, Let, Load, Op, Store
+
+    ok = Kernel("k", (4,), [Buffer("in0", (4,), "float64")], [Buffer("out0", (4,), "float64")],
+                [Let("a", Load("in0", (Idx(0),))), Store("out0", (Idx(0),), "a")])
+    loopir.verify_kernel(ok)
+    bad = Kernel("k", (4,), ok.inputs, ok.outputs,
+                 [Let("a", Op("sin", ("b",), {})), Store("out0", (Idx(0),), "a")])
+    with pytest.raises(VerifyError, match="unbound name"):
+        loopir.verify_kernel(bad)
+    with pytest.raises(VerifyError, match="index of rank 2"):
+        loopir.verify_kernel(Kernel("k", (4,), ok.inputs, ok.outputs,
+                                    [Let("a", Load("in0", (Idx(0), Idx(0))))]))
