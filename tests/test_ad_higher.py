@@ -63,7 +63,7 @@ def test_nested_jvp_matches_sympy(name, k):
     _close(nested_jvp(f, k)(x0), exact(expr, k, x0))
 
 
-@pytest.mark.parametrize("k", range(1, 9))
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 8])
 def test_eighth_derivative_by_nested_grad_and_jvp(k):
     expr, f = FUNCS["sin_exp_tanh"]
     x0 = 0.9
