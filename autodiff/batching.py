@@ -526,7 +526,7 @@ def _window_index(start, b, k, n, size):
     return bind(P["add"], ar, reshape(start, (size, 1)))
 
 
-def _dynamic_update_slice_rule(size, args, batched, *, _unused=None):
+def _dynamic_update_slice_rule(size, args, batched):
     x, upd, starts = args[0], args[1], args[2:]
     if not any(batched[2:]):
         x = x if batched[0] else broadcast_batch(x, size)
@@ -552,8 +552,18 @@ def _index0(v, i):
 # Rules: control flow
 
 
+_ACTIVE_CALLS: set = set()
+
+
 def _call_rule(size, args, batched, *, graph):
-    new, flags = batch_graph(graph, batched, size)
+    if id(graph) in _ACTIVE_CALLS:
+        raise UnsupportedError(f"vmap: graph function {graph.name!r} is recursive; batching "
+                               "recursive graph functions is not supported (write it as a loop)")
+    _ACTIVE_CALLS.add(id(graph))
+    try:
+        new, flags = batch_graph(graph, batched, size)
+    finally:
+        _ACTIVE_CALLS.discard(id(graph))
     outs = bind(P["call"], *args, graph=new)
     return list(outs), flags
 

@@ -8,7 +8,7 @@ import autodiff.checkpoint
 import autodiff.custom
 import sciml.numpy as snp  # noqa: F401  (registers numpy dispatch for traced arrays)
 from autodiff.batching import BATCH_RULES, NEVER_BATCHED, vmap, vmap_graph
-from autodiff.errors import ArityError, ShapeError
+from autodiff.errors import ArityError, ShapeError, UnsupportedError
 from autodiff.interpret import eval_graph
 from autodiff.ops import control
 from autodiff.ops.elementwise import BINARY, UNARY
@@ -375,3 +375,12 @@ def test_switch_with_batched_and_unbatched_index():
     _check(vmap(fn)(idx, xs), _loop(fn, samples))
     _check(vmap(fn, in_axes=(None, 0))(np.asarray(2), xs),
            _loop(fn, [[np.asarray(2), s[1]] for s in samples]))
+
+
+def test_recursive_graph_function_is_unsupported():
+    @control.graph_function
+    def fact(n):
+        return control.cond(n <= 1, lambda: n * 0 + 1, lambda: n * fact(n - 1))
+
+    with pytest.raises(UnsupportedError, match="recursive"):
+        vmap(fact)(np.array([3, 4]))
