@@ -1,6 +1,7 @@
 """GOMD: checkpoints (bit-for-bit restart, atomic writes, refusal) and the command line."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,9 +93,10 @@ def test_checksum_catches_changed_values(tmp_path):
 
 
 CLI = [sys.executable, "-m", "cases.gomd", "--grid", "17x13x7", "--preset", "gomo",
-       "--no-plots", "--quiet", "--output-every", "1"]
+       "--no-plots", "--quiet", "--output-every", "1", "--backend", "numpy"]
 
 
+@pytest.mark.slow  # three CLI runs of 120 steps each
 def test_sigkill_then_restart_gives_same_result(tmp_path):
     days = "0.25"  # 120 internal steps
     ref, run = tmp_path / "ref", tmp_path / "run"
@@ -122,7 +124,7 @@ def test_cli_smoke(tmp_path, capsys):
     xr = pytest.importorskip("xarray")
     out = tmp_path / "out"
     assert main(["--grid", "17x13x7", "--days", "0.02", "--out", str(out), "--quiet",
-                 "--output-every", "0.01"]) == 0
+                 "--output-every", "0.01", "--backend", "numpy"]) == 0
     printed = capsys.readouterr().out + capsys.readouterr().err
     for name in ("gomd.nc", "checkpoint.npz", "diagnostics.json", "sea_level.png",
                  "surface_currents.png", "temperature_section.png"):
@@ -136,6 +138,21 @@ def test_cli_smoke(tmp_path, capsys):
     del printed
 
 
-def test_cli_gpu_backend_not_implemented(tmp_path):
-    with pytest.raises(NotImplementedError, match="jit"):
-        main(["--backend", "gpu", "--out", str(tmp_path)])
+def test_cli_gpu_backend_without_gpu_is_a_clear_error(tmp_path):
+    from autodiff.errors import UnsupportedError
+
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        with pytest.raises(UnsupportedError, match="jit: backend 'gpu'"):
+            main(["--backend", "gpu", "--out", str(tmp_path)])
+    else:
+        pytest.skip("cupy is installed: the GPU run is tested in test_gomd_jit")
+
+
+def test_cli_bench_reports_time_and_points(capsys):
+    # the grid and preset of test_gomd_jit's compiled step: the kernels come from the cache
+    assert main(["--grid", "9x7x5", "--bench", "3"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"cpu 9x7x5 float64: [0-9.]+ ms per internal step \(median of 3\), "
+                     r"[0-9.e+]+ grid points/s", out), out
