@@ -1,0 +1,137 @@
+"""GOMD: time per internal step, sciml.jit against the plain-numpy step, in one run.
+
+For each grid (65x49x21, 513x259x31) and precision (float64, float32): the same step code run
+eagerly on numpy arrays (``model.step``) and as sciml.jit plans (``compiled.CompiledStep``),
+interleaved (numpy, jit, numpy, jit, ...), median over ``--steps`` steps after a warm-up.
+Also: first-call latency of the compiled step (compile, or load from the disk cache), the
+bytes its kernels move per internal step (every kernel's inputs and outputs once, the
+external loop body ``isplit - 1`` times) and that volume divided by the measured STREAM triad
+bandwidth, i.e. the time a purely bandwidth-bound step would take. Run::
+
+    NUMBA_NUM_THREADS=2 python -m bench.gomd [--steps 7] [--grids 65x49x21,513x259x31]
+
+Each configuration's result is appended as one JSON line to ``--out`` as soon as it is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+THREADS = os.environ.setdefault("NUMBA_NUM_THREADS", "2")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cases.gomd import init_state, load_config, make_params, step  # noqa: E402
+from cases.gomd.compiled import CompiledStep  # noqa: E402
+from kernels.fuse import Cluster  # noqa: E402
+from kernels.jit import compile_graph  # noqa: E402
+
+MINDSPORE_GPU_MS = 17.0  # MindSpore's GPU time per step at 65x49x21 (BENCH-ANCHORS.md)
+
+
+@numba.njit(parallel=True, cache=True)
+def _triad(b, c, s, a):
+    for i in numba.prange(a.shape[0]):
+        a[i] = b[i] + s * c[i]
+
+
+def triad_bandwidth(n: int = 1 << 25, reps: int = 7) -> float:
+    """STREAM triad bytes/s (3 arrays of float64 per point), median of ``reps``."""
+    b, c, a = np.random.rand(n), np.random.rand(n), np.empty(n)
+    _triad(b, c, 3.0, a)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        _triad(b, c, 3.0, a)
+        times.append(time.perf_counter() - t)
+    return 3 * 8 * n / float(np.median(times))
+
+
+def kernel_bytes(kernels) -> int:
+    """Bytes one run of each kernel reads and writes (each buffer once)."""
+    total = 0
+    for k in kernels:
+        for b in list(k.inputs) + list(k.outputs):
+            total += int(np.prod(b.shape)) * np.dtype(str(b.dtype)).itemsize
+    return total
+
+
+def bytes_per_step(fast: CompiledStep, state, isplit: int) -> int:
+    """Kernel traffic of one internal step: phases 1 and 3, the external loop's own kernels
+    once and its body's kernels isplit - 1 times."""
+    total = 0
+    for c in fast.lower(state):
+        total += kernel_bytes(c.kernels.values())
+        for g in c.groups:
+            if isinstance(g, Cluster) or g.node.prim.name != "fori_loop":
+                continue
+            body = compile_graph(g.node.params["body"], "cpu", build=False)
+            total += (isplit - 1) * kernel_bytes(body.kernels.values())
+    return total
+
+
+def run_config(grid: str, precision: str, nsteps: int, bandwidth: float) -> dict:
+    im, jm, kb = (int(x) for x in grid.split("x"))
+    cfg = load_config("classic", im=im, jm=jm, kb=kb, precision=precision)
+    params = make_params(cfg)
+    fast = CompiledStep(params)
+    s_np = step(init_state(params), params)
+    s_jit = dict(s_np)
+    t = time.perf_counter()
+    s_jit = fast(s_jit)
+    first = time.perf_counter() - t
+    s_np = step(s_np, params)
+    t_np, t_jit = [], []
+    for _ in range(nsteps):  # interleaved, so both see the same machine load
+        t = time.perf_counter()
+        s_np = step(s_np, params)
+        t_np.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        s_jit = fast(s_jit)
+        t_jit.append(time.perf_counter() - t)
+    moved = bytes_per_step(fast, s_jit, cfg.isplit)
+    rel = max(float(np.max(np.abs(np.asarray(s_np[k], np.float64) - s_jit[k])))
+              / max(float(np.max(np.abs(s_np[k]))), 1e-300) for k in ("u", "v", "el", "t"))
+    ms_np, ms_jit = 1e3 * float(np.median(t_np)), 1e3 * float(np.median(t_jit))
+    return {"grid": grid, "precision": precision, "steps": nsteps,
+            "numpy_ms": ms_np, "jit_ms": ms_jit, "speedup": ms_np / ms_jit,
+            "jit_points_per_s": im * jm * kb / (ms_jit * 1e-3),
+            "first_call_s": first, "bytes_per_step": moved,
+            "bandwidth_bound_ms": 1e3 * moved / bandwidth,
+            "fraction_of_bandwidth_bound": (moved / bandwidth) / (ms_jit * 1e-3),
+            "max_rel_diff_jit_vs_numpy": rel}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench.gomd")
+    ap.add_argument("--steps", type=int, default=7)
+    ap.add_argument("--grids", default="65x49x21,513x259x31")
+    ap.add_argument("--precisions", default="float64,float32")
+    ap.add_argument("--out", default="gomd-bench.jsonl")
+    args = ap.parse_args(argv)
+    bw = triad_bandwidth()
+    head = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "cpus": os.cpu_count(), "numba_threads": THREADS, "triad_GBps": bw / 1e9,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    print(json.dumps(head), flush=True)
+    with open(args.out, "a") as f:
+        f.write(json.dumps(head) + "\n")
+    for grid in args.grids.split(","):
+        for prec in args.precisions.split(","):
+            r = run_config(grid, prec, args.steps, bw)
+            print(f"{grid} {prec}: numpy {r['numpy_ms']:.1f} ms, jit {r['jit_ms']:.2f} ms "
+                  f"({r['speedup']:.1f}x), first call {r['first_call_s']:.1f} s, "
+                  f"{r['bytes_per_step'] / 1e6:.1f} MB/step -> bandwidth bound "
+                  f"{r['bandwidth_bound_ms']:.2f} ms ({100 * r['fraction_of_bandwidth_bound']:.0f}"
+                  f"% of it reached); target at 65x49x21: < {MINDSPORE_GPU_MS} ms", flush=True)
+            with open(args.out, "a") as f:
+                f.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()
