@@ -174,6 +174,16 @@ def print_kernel(k: Kernel, name: str | None = None) -> str:
 _PROGRAMS: dict[str, TileProgram] = {}
 
 
+def program(source: str) -> TileProgram:
+    """The tile program printed as ``source`` (``jit(f, backend="npu").lower(x).sources[i]``)."""
+    return _PROGRAMS[source]
+
+
+def estimate_compiled(compiled) -> int:
+    """Cycles of one call of a compiled function's kernels (cube and host work not included)."""
+    return sum(estimate(program(s)) for s in compiled.sources.values())
+
+
 def compile_kernel(source: str, kernel: Kernel):
     """A callable ``(*inputs, *outputs)`` running the program on the simulator."""
     prog = _PROGRAMS.get(source) or lower_program(kernel, name="kernel")

@@ -162,7 +162,7 @@ def test_reductions_with_tiles_smaller_than_a_row():
     with npu.use_config(cfg):
         c = jit(f, backend="npu")
         got = c(x)
-        progs = [npu._PROGRAMS[s] for s in c.lower(x).sources.values()]
+        progs = [npu.program(s) for s in c.lower(x).sources.values()]
     assert any(p.tile_cols < p.cols for p in progs)  # rows really were split
     assert all(p.ub_bytes <= cfg.ub_bytes for p in progs)
     want = _reference(f, [x])
@@ -217,7 +217,7 @@ def _many_live(x):
 def test_overflowing_program_refused():
     x = np.ones(4096, np.float32)
     c = jit(_many_live, backend="npu").lower(x)
-    prog = npu._PROGRAMS[c.sources[0]]
+    prog = npu.program(c.sources[0])
     small = npu.Simulator(npu.NPUConfig(ub_bytes=prog.ub_bytes - 32))
     arrays = [x, np.empty_like(x)]
     with pytest.raises(npu.BufferOverflowError, match="unified buffer"):
@@ -231,7 +231,7 @@ def test_fits_tight_buffer_and_matches():
     with npu.use_config(npu.NPUConfig(ub_bytes=2048)):
         f = jit(_many_live, backend="npu")
         got = f(x)
-        prog = npu._PROGRAMS[f.lower(x).sources[0]]
+        prog = npu.program(f.lower(x).sources[0])
     assert prog.tiles > 1 and prog.ub_bytes <= 2048
     np.testing.assert_allclose(got, _reference(_many_live, [x]), rtol=1e-5, atol=1e-6)
 
@@ -250,10 +250,10 @@ def test_cycle_estimate_matches_run_and_grows_with_size():
         u = np.random.default_rng(n).standard_normal((n, n)).astype(np.float32)
         f = jit(_heat, backend="npu")
         c = f.lower(u)
-        prog = npu._PROGRAMS[c.sources[0]]
+        prog = npu.program(c.sources[0])
         npu.SIMULATOR.reset()
         f(u)
-        assert npu.SIMULATOR.cycles == npu.estimate(prog)
+        assert npu.SIMULATOR.cycles == npu.estimate(prog) == npu.estimate_compiled(c)
         cycles.append(npu.estimate(prog))
     assert all(a < b for a, b in zip(cycles, cycles[1:])), cycles
     mm = [npu.cube_cycles(1, n, n, n) for n in (16, 32, 64, 128)]
