@@ -1,86 +1,95 @@
 """Nonlinear solves differentiated implicitly: ``implicit_root``.
 
-``x* = root(F, x0, p)`` solves ``F(x, p) = 0`` with Newton (line search, the given Jacobian)
-on concrete values. Its derivative comes from the implicit function theorem, not from the
-iterations: ``dx* = -J(x*, p)^{-1} (dF/dp · dp)`` — one linear solve per tangent, and in reverse
-mode one adjoint solve (the transpose of that linear map), however many Newton steps ran.
+``x* = implicit_root(F, J, x0, params)`` solves ``F(x, *params) = 0`` by Newton's method with a
+backtracking line search, written with ``sciml.while_loop`` so it runs eagerly and traces. Its
+derivative comes from the implicit function theorem through ``custom_jvp``, not from the
+iterations: ``dx* = -J(x*)^{-1} (dF/dparams · dparams)`` — one linear solve per tangent, and in
+reverse mode one adjoint solve (the transpose of that linear map), however many Newton steps
+ran.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from autodiff import lax as L
-from autodiff.errors import ShapeError
-from autodiff.interpret import eval_graph_flat
-from autodiff.ir import AbstractValue
-from autodiff.jvp import defjvp
-from autodiff.primitives import PRIMITIVES, def_primitive
-from autodiff.trace import abstractify, bind, trace_flat
+from autodiff.api import jvp
+from autodiff.custom import custom_jvp
+from autodiff.ops.control import while_loop
+from autodiff.trace import Tracer
 
-P = PRIMITIVES
+from . import numpy as snp
+from .errors import ConvergenceError
 
 
-def _rule(x0, *p, residual, jacobian, tol, maxiter):
-    if x0.ndim != 1:
-        raise ShapeError(f"implicit_root: x0 must be a vector, got {x0}")
-    return AbstractValue(x0.shape, x0.dtype)
+def _norm(v):
+    return snp.max(snp.abs(v))
 
 
-def _impl(x0, *p, residual, jacobian, tol, maxiter):
-    from solvers.nonlinear import newton
+def newton(residual_fn, jacobian_fn, x0, params, tol=1e-10, maxiter=50):
+    """Newton with backtracking (Armijo on max|F|) as traceable loops; returns (x, it, |F|)."""
 
-    def fun(x):
-        return np.asarray(eval_graph_flat(residual, [x, *p])[0])
+    def F(x):
+        return residual_fn(x, *params)
 
-    def jac(x):
-        return np.asarray(eval_graph_flat(jacobian, [x, *p])[0])
+    def solve_step(x, f):
+        return -snp.linalg.solve(jacobian_fn(x, *params), f)
 
-    return newton(fun, np.asarray(x0, float), jac, tol=tol, maxiter=maxiter).x.astype(x0.dtype)
+    def line_search(x, dx, fnorm):
+        def too_big(t):
+            return (_norm(F(x + t * dx)) > (1.0 - 1e-4 * t) * fnorm) & (t > 1e-8)
 
+        return while_loop(too_big, lambda t: t * 0.5, snp.asarray(1.0))
 
-implicit_root_p = def_primitive(
-    "implicit_root", _rule, _impl, family="solver",
-    doc="Newton root of F(x, p) = 0 (params: residual, jacobian graphs); implicit derivative.")
+    def keep_going(state):
+        _, it, fnorm = state
+        return (fnorm > tol) & (it < maxiter)
 
+    def step(state):
+        x, it, fnorm = state
+        f = F(x)
+        dx = solve_step(x, f)
+        xn = x + line_search(x, dx, fnorm) * dx
+        return xn, it + 1, _norm(F(xn))
 
-@defjvp("implicit_root")
-def _implicit_root_jvp(primals, tangents, *, residual, jacobian, tol, maxiter):
-    from autodiff.api import jvp
-
-    x0, *p = primals
-    x = bind(implicit_root_p, x0, *p, residual=residual, jacobian=jacobian, tol=tol,
-             maxiter=maxiter)
-    tp = list(tangents[1:])
-    if all(t is None for t in tp):
-        return x, None
-    active = [i for i, t in enumerate(tp) if t is not None]
-
-    def f_of_active(*vals):
-        args = list(p)
-        for i, v in zip(active, vals):
-            args[i] = v
-        return bind(P["call"], x, *args, graph=residual)[0]
-
-    _, dfdp = jvp(f_of_active, tuple(p[i] for i in active), tuple(tp[i] for i in active))
-    jmat = bind(P["call"], x, *p, graph=jacobian)[0]
-    n = abstractify(x).shape[0]
-    dx = bind(P["solve"], jmat, L.reshape(-dfdp, (n, 1)))
-    return x, L.reshape(dx, (n,))
+    x0 = snp.asarray(x0, float)
+    return while_loop(keep_going, step, (x0, np.int64(0), _norm(F(x0))))
 
 
 def implicit_root(residual_fn, jacobian_fn, x0, params, tol=1e-10, maxiter=50):
     """Solve ``residual_fn(x, *params) = 0`` from ``x0``; differentiable in ``params``.
 
-    ``jacobian_fn(x, *params)`` returns dF/dx (n×n). Works eagerly and under any transform.
+    ``jacobian_fn(x, *params)`` returns dF/dx (n×n). Eagerly, a solve that does not reach
+    ``max|F| <= tol`` in ``maxiter`` iterations raises ConvergenceError.
+
+    >>> import numpy as np
+    >>> import sciml
+    >>> f = lambda x, p: x**3 + p * x - 1.0
+    >>> jac = lambda x, p: sciml.numpy.reshape(3 * x**2 + p, (1, 1))
+    >>> root = lambda p: implicit_root(f, jac, np.array([1.0]), [p])[0]
+    >>> x = float(root(2.0)); dxdp = float(sciml.grad(root)(2.0))
+    >>> bool(abs(dxdp + x / (3 * x**2 + 2.0)) < 1e-12)
+    True
     """
     x0 = np.asarray(x0, float)
-    pav = [abstractify(v).strong() for v in params]
-    xav = AbstractValue(x0.shape, x0.dtype)
-    rg, rcaps, _ = trace_flat(residual_fn, [xav, *pav], "residual")
-    jg, jcaps, _ = trace_flat(jacobian_fn, [xav, *pav], "jacobian")
-    if rcaps or jcaps:
-        raise ShapeError("implicit_root: the residual and Jacobian must take every traced "
-                         "value as an argument (they close over traced values)")
-    return bind(implicit_root_p, x0, *params, residual=rg, jacobian=jg, tol=float(tol),
-                maxiter=int(maxiter))
+
+    @custom_jvp
+    def root(*p):
+        return newton(residual_fn, jacobian_fn, x0, p, tol, maxiter)[0]
+
+    @root.defjvp
+    def _root_jvp(primals, tangents):
+        x = root(*primals)
+        _, dfdp = jvp(lambda *pp: residual_fn(x, *pp), tuple(primals), tuple(tangents))
+        dx = -snp.linalg.solve(jacobian_fn(x, *primals), dfdp)
+        return x, dx
+
+    params = [snp.asarray(p, float) if not isinstance(p, Tracer) else p for p in params]
+    x = root(*params)
+    if not isinstance(x, Tracer):
+        fnorm = float(np.max(np.abs(np.asarray(residual_fn(x, *params)))))
+        if not fnorm <= tol * 10:
+            raise ConvergenceError(
+                f"Newton did not converge in {maxiter} iterations: max|F| = {fnorm:.3e} "
+                f"> tol = {tol:.1e} (last x = {np.asarray(x)}); try another guess"
+            )
+    return x
