@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["docs/ir.md"]
+PAGES = ["docs/ir.md", "docs/solve.md", "README.md"]
 _FENCE = re.compile(r"```(\w*)\n(.*?)```", re.S)
 
 _RUNNER = r"""
