@@ -88,6 +88,14 @@ def _closure_key(f):
     return tuple(out)
 
 
+def _run(graph, args) -> list:
+    """Evaluate ``graph`` through ``bind``: eager on arrays, recorded inside a trace. Eager
+    results are arrays of the graph's output dtypes (also where an input passes through)."""
+    outs = eval_in_trace(graph, args)
+    return [o if isinstance(o, Tracer) else np.asarray(o, a.dtype)
+            for o, a in zip(outs, graph.out_avals)]
+
+
 def _derived(t: _Traced, key, make):
     if key not in t.derived:
         t.derived[key] = make()
@@ -125,7 +133,7 @@ def jvp(f, primals, tangents):
                                                          optimized=True)[0])
     ts = [L.convert_element_type(t, abstractify(p).strong().dtype)
           for p, t, z in zip(p_leaves, t_leaves, nz) if z]
-    res = eval_in_trace(jg, list(p_leaves) + tr.captured + ts)
+    res = _run(jg, list(p_leaves) + tr.captured + ts)
     n_out = len(tr.graph.outputs)
     return tree_unflatten(tr.out_tree, res[:n_out]), tree_unflatten(tr.out_tree, res[n_out:])
 
@@ -138,13 +146,13 @@ def linearize(f, *primals):
     wrt = tuple(has_tangent(abstractify(p)) for p in p_leaves) + (False,) * len(tr.captured)
     known, lin, nres = _derived(tr, ("lin", wrt), lambda: linearize_graph(tr.graph, wrt))
     n_out = len(tr.graph.outputs)
-    vals = eval_in_trace(known, list(p_leaves) + tr.captured)
+    vals = _run(known, list(p_leaves) + tr.captured)
     outs, res = vals[:n_out], vals[n_out:]
 
     def f_jvp(*tangents):
         t_leaves, _ = tree_flatten(tuple(tangents))
         ts = [t for t, w in zip(t_leaves, wrt) if w]
-        return tree_unflatten(tr.out_tree, eval_in_trace(lin, res + ts))
+        return tree_unflatten(tr.out_tree, _run(lin, res + ts))
 
     return tree_unflatten(tr.out_tree, outs), f_jvp
 
@@ -166,7 +174,7 @@ def vjp(f, *primals, has_aux: bool = False):
     tg = _derived(tr, ("T", wrt), lambda: transpose_graph(lin, [False] * nres + [True] * sum(
         wrt), optimized=True))
     n_out = len(tr.graph.outputs)
-    vals = eval_in_trace(known, list(p_leaves) + tr.captured)
+    vals = _run(known, list(p_leaves) + tr.captured)
     outs, res = vals[:n_out], vals[n_out:]
     out = tree_unflatten(tr.out_tree, outs)
     out_avals = [a.strong() for a in tr.graph.out_avals]
@@ -182,7 +190,7 @@ def vjp(f, *primals, has_aux: bool = False):
                              f"{n_main}")
         cts = [_ct(c, a, i) for i, (c, a) in enumerate(zip(c_leaves, out_avals))]
         cts += [np.zeros(a.shape, a.dtype) for a in out_avals[n_main:]]
-        got = iter(eval_in_trace(tg, res + cts))
+        got = iter(_run(tg, res + cts))
         grads = [next(got) if w else np.zeros(abstractify(p).shape, abstractify(p).dtype)
                  for p, w in zip(p_leaves, wrt)]
         return tree_unflatten(p_tree, grads)
@@ -210,7 +218,7 @@ def value_and_grad(f, argnums=0, has_aux: bool = False):
         leaves, _ = tree_flatten(tuple(args))
         cts = [np.ones((), out_avals[0].dtype)] + [np.zeros(a.shape, a.dtype)
                                                   for a in out_avals[1:]]
-        res = eval_in_trace(vg_graph, list(leaves) + tr.captured + cts)
+        res = _run(vg_graph, list(leaves) + tr.captured + cts)
         n_out = len(out_avals)
         out = tree_unflatten(tr.out_tree, res[:n_out])
         grads = _regroup(args, nums, res[n_out:], argnums)
@@ -304,7 +312,7 @@ def _eager_cached(fn):
         if is_tracing() or any(isinstance(x, Tracer) for x in leaves):
             return fn(*args)
         tr = _trace(fn, args, getattr(fn, "__name__", "f"))
-        return tree_unflatten(tr.out_tree, eval_in_trace(tr.graph, list(leaves)))
+        return tree_unflatten(tr.out_tree, _run(tr.graph, list(leaves)))
 
     return wrapped
 
