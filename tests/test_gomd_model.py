@@ -123,3 +123,13 @@ def test_mccalpin_not_implemented():
     params = make_params(load_config("classic", pressure_gradient="mccalpin", **SMALL))
     with pytest.raises(NotImplementedError, match="McCalpin"):
         step(init_state(params), params)
+
+
+def test_float32_run_stays_float32():
+    params = make_params(load_config("classic", precision="float32", **SMALL))
+    state = init_state(params)
+    for _ in range(3):
+        state = step(state, params)
+    wide = {k: v.dtype for k, v in state.items()
+            if isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.dtype != np.float32}
+    assert not wide, f"float32 run promoted {wide}"

@@ -95,7 +95,8 @@ def _upwind_side(f_in, f_out, fb_held, un, dt_in, w_in, p, inflow_sign, cfg):
     out = f_out - un * (f_out - f_in) * -inflow_sign
     # vertical advection term on layers 2..kb-2 (1-based), pom2k's wm
     k = np.arange(1, kb + 1)[:, None]
-    zden = np.concatenate([[1.0], zz[:-2] - zz[2:], [1.0]])[:, None]
+    one = np.ones(1, zz.dtype)  # keep float32 runs in float32
+    zden = np.concatenate([one, zz[:-2] - zz[2:], one])[:, None]
     w_mid = 0.5 * (w_in + np.roll(w_in, -1, axis=0))
     wm = w_mid * cfg.dti / (zden * dt_in)
     f_up, f_dn = np.roll(f_in, 1, axis=0), np.roll(f_in, -1, axis=0)

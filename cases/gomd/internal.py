@@ -77,7 +77,7 @@ def baropg(rho, dt, p, cfg):
             "use pressure_gradient = 'second'")
     g, zz, kb = cfg.grav, p["zz"], p["kb"]
     rp = rho - p["rmean"]
-    zzm = np.concatenate([[0.0], zz[:-1]])  # zz(k-1), unused at k = 1
+    zzm = np.concatenate([np.zeros(1, zz.dtype), zz[:-1]])  # zz(k-1), unused at k = 1
     first = levels(kb, 1, 1)
 
     def integrate(dd, ddif, rsum, rdif_k, ravg_dz):

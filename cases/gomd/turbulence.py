@@ -34,7 +34,7 @@ def advq(qb, q, u, v, w, aam, dt, etb, etf, p, cfg):
     fx = np.where(p["corner"] & mid, AXB(p["dy"]) * fx, 0.0)
     fy = np.where(p["corner"] & mid, AYB(p["dx"]) * fy, 0.0)
     wq = w * q
-    dzsum = np.concatenate([[1.0], p["dz"][1:] + p["dz"][:-1]])
+    dzsum = np.concatenate([np.ones(1, p["dz"].dtype), p["dz"][1:] + p["dz"][:-1]])
     vert = (shift(wq, "z", -1) - shift(wq, "z", 1)) * art / _col(dzsum)
     qf = vert + dxf(fx) + dyf(fy)
     qf = ((h + etb) * art * qb - 2.0 * cfg.dti * qf) / ((h + etf) * art)
@@ -92,7 +92,7 @@ def profq(q2f, q2lf, state, etf, wubot, wvbot, p, cfg):
     q2b = np.where(mid, np.abs(st["q2b"]), st["q2b"])
     q2lb = np.where(mid, np.abs(st["q2lb"]), st["q2lb"])
     rho = st["rho"]
-    dzzm = _col(np.concatenate([[1.0], dzz[:-1]]))  # dzz(k-1)
+    dzzm = _col(np.concatenate([np.ones(1, dzz.dtype), dzz[:-1]]))  # dzz(k-1)
     boygr = (g * (shift(rho, "z", -1) - rho) / (dzzm * h)
              + g**2 * 2.0 / (shift(cc, "z", -1) ** 2 + cc**2))
     boygr = np.where(mid, boygr, 0.0)
