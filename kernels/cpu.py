@@ -123,7 +123,7 @@ class _Printer:
         self.uses_math = False
         self.dtypes = {b.name: b.dtype for b in k.inputs + k.outputs}
         self.invariant: set[str] = set()
-        self.interior = False
+        self.interior = frozenset()  # dims whose reads are known to be in range
 
     def function(self, name: str) -> str:
         k = self.k
@@ -161,30 +161,50 @@ class _Printer:
         return lines
 
     def nest(self, start, stop, rng, ind, accumulate=False) -> list[str]:
+        """Loops ``start..stop-1`` around the point statements, with stencil borders peeled.
+
+        Where every stencil read along a dimension is ``i + offset``, the points whose reads
+        are all in range (the interior) run statements without clamps or guards, so they
+        vectorise: the innermost loop is split into border, interior, border, and a test on
+        the outer indices picks the guard-free body away from the outer borders.
+        """
+        if stop == start:
+            return self.point(ind, accumulate, frozenset())
+        ranges = _interiors(self.k)
+        last = stop - 1
         lines = []
-        peel = _interior(self.k) if stop > start else None
-        last = stop - 1 if peel else stop
         for d in range(start, last):
             lines.append(_i(ind) + f"for i{d} in {rng if d == 0 else 'range'}({self.k.domain[d]}):")
             ind += 1
-        if not peel:
-            return lines + self.point(ind, accumulate)
-        # The innermost loop in three parts: the interior, where every stencil read is in
-        # range and needs no clamp or guard (so it vectorises), between the two borders.
-        a, b = peel
+        outer = {d: ranges[d] for d in range(start, last) if d in ranges}
+        if not outer:
+            return lines + self.innermost(last, ranges.get(last), rng, ind, accumulate, set())
+        cond = " and ".join(f"{a} <= i{d} < {b}" for d, (a, b) in outer.items())
+        lines.append(_i(ind) + f"if {cond}:")
+        lines += self.innermost(last, ranges.get(last), rng, ind + 1, accumulate, set(outer))
+        lines.append(_i(ind) + "else:")
+        return lines + self.innermost(last, ranges.get(last), rng, ind + 1, accumulate, set())
+
+    def innermost(self, last, peel, rng, ind, accumulate, interior) -> list[str]:
         n = self.k.domain[last]
-        for lo, hi, interior in ((0, a, False), (a, b, True), (b, n, False)):
+        r0 = rng if last == 0 else "range"
+        if peel is None:
+            return [_i(ind) + f"for i{last} in {r0}({n}):"] + self.point(
+                ind + 1, accumulate, frozenset(interior))
+        a, b = peel
+        lines = []
+        for lo, hi, inside in ((0, a, False), (a, b, True), (b, n, False)):
             if hi > lo:
-                r = rng if (last == 0 and interior) else "range"
-                lines.append(_i(ind) + f"for i{last} in {r}({lo}, {hi}):")
-                lines += self.point(ind + 1, accumulate, interior)
+                lines.append(_i(ind) + f"for i{last} in {r0 if inside else 'range'}({lo}, {hi}):")
+                dims = frozenset(interior | ({last} if inside else set()))
+                lines += self.point(ind + 1, accumulate, dims)
         return lines
 
-    def point(self, ind, accumulate, interior=False) -> list[str]:
+    def point(self, ind, accumulate, interior=frozenset()) -> list[str]:
         """The statements at one point (and the reductions' accumulation)."""
         self.interior = interior
         lines = [_i(ind) + s for s in self.statements()]
-        self.interior = False
+        self.interior = frozenset()
         if accumulate:
             lines += [_i(ind) + self.combine(f"acc{j}", r) for j, r in enumerate(self.k.reductions)]
         return lines
@@ -279,7 +299,7 @@ class _Printer:
         if isinstance(e, IndexValue):
             return _cast(e.dtype, self.ix(e.index), always=True)
         if isinstance(e, InRange):
-            checks = [c for c in e.checks if not (self.interior and self._on_last(c[0]))]
+            checks = [c for c in e.checks if not self._inside(c[0])]
             return " & ".join(f"({lo} <= {self.ix(x)}) & ({self.ix(x)} < {hi})"
                               for x, lo, hi in checks) or "True"
         if isinstance(e, Op):
@@ -312,7 +332,7 @@ class _Printer:
         if isinstance(x, Affine):
             s = self.ix(x.base) if x.scale == 1 else f"{x.scale} * {self.ix(x.base)}"
             return f"({s} + {x.offset})" if x.offset else s
-        if isinstance(x, (Clamp, Wrap)) and self.interior and self._on_last(x.e):
+        if isinstance(x, (Clamp, Wrap)) and self._inside(x.e):
             return self.ix(x.e)  # inside the interior range the index is already in bounds
         if isinstance(x, Clamp):
             return f"min(max({self.ix(x.e)}, {x.lo}), {x.hi})"
@@ -320,8 +340,9 @@ class _Printer:
             return f"({self.ix(x.e)} % {x.n})"
         raise TypeError(f"cpu printer: unknown index expression {x!r}")
 
-    def _on_last(self, e) -> bool:
-        return _last_offset(e, len(self.k.domain) - 1) is not None
+    def _inside(self, e) -> bool:
+        """True when ``e`` is ``i_d + o`` along a dimension printed as interior."""
+        return any(_last_offset(e, d) is not None for d in self.interior)
 
 
 def _last_offset(e, last: int):
@@ -333,27 +354,30 @@ def _last_offset(e, last: int):
     return None
 
 
-def _interior(k: Kernel):
-    """``(a, b)``: the innermost indices where every guarded read is in range, or None.
-
-    Only kernels whose guarded reads along the innermost dimension are all ``i + offset``
-    qualify; the chunked one-dimensional reduction keeps its own loop.
-    """
+def _interiors(k: Kernel) -> dict:
+    """``{dim: (a, b)}``: per dimension, the indices where every guarded read along it is in
+    range. Only dimensions whose guarded reads are all ``i + offset`` qualify; the chunked
+    one-dimensional reduction keeps its own loop."""
     if not k.domain or (k.reductions and k.depth == 0 and len(k.domain) == 1):
-        return None
-    last, n = len(k.domain) - 1, k.domain[-1]
-    a, b, found = 0, n, False
+        return {}
+    bounds: dict[int, list] = {}
+    bad: set[int] = set()
     for lo, hi, e in _guards(k.body):
-        o = _last_offset(e, last)
-        if o is None:
-            if _mentions(e, last):
-                return None
-            continue
-        found = True
-        a, b = max(a, lo - o), min(b, hi - o)
-    if not found:
-        return None
-    return (min(max(a, 0), n), max(min(b, n), min(max(a, 0), n)))
+        dims = [d for d in range(len(k.domain)) if _mentions(e, d)]
+        for d in dims:
+            o = _last_offset(e, d)
+            if o is None:
+                bad.add(d)
+            else:
+                b = bounds.setdefault(d, [0, k.domain[d]])
+                b[0], b[1] = max(b[0], lo - o), min(b[1], hi - o)
+    out = {}
+    for d, (a, b) in bounds.items():
+        if d not in bad:
+            n = k.domain[d]
+            a = min(max(a, 0), n)
+            out[d] = (a, max(min(b, n), a))
+    return out
 
 
 def _guards(body):

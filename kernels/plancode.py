@@ -39,10 +39,18 @@ class PlanCode:
     def __call__(self, args) -> list:
         g = self.inner.graph
         arrays = [_kernel_arg(a, _Shape(p.aval)) for a, p in zip(args, g.params)]
-        fresh = [np.empty(b.shape, KERNEL_ARRAY_DTYPE.get(str(b.dtype), np.dtype(b.dtype)))
-                 for b in self.out_bufs]
+        fresh = [_out_array(b, owned, arrays) for b, owned in self.out_bufs]
         outs = self.fn(*arrays, *fresh, *self.fixed)
         return [np.asarray(o).reshape(v.aval.shape) for o, v in zip(outs, g.outputs)]
+
+
+def _out_array(b, owned, args):
+    """The plan-owned result buffer, or a fresh one (always without ``reuse_outputs``, and
+    when the caller passed the previous result back in: a stencil would read what it
+    overwrites)."""
+    if owned is not None and not any(np.may_share_memory(owned, a) for a in args):
+        return owned
+    return np.empty(b.shape, KERNEL_ARRAY_DTYPE.get(str(b.dtype), np.dtype(b.dtype)))
 
 
 class _Shape:
@@ -65,26 +73,29 @@ def build(plan, compile_sub):
         params = [f"p{i}" for i in range(len(plan.graph.params))]
         env = {p.id: name for p, name in zip(plan.graph.params, params)}
         fresh = _fresh_outputs(plan)
-        em.plan(plan, env, 1, {v.id: name for v, name, _ in fresh})
-        names = {name for _, name, _ in fresh}
+        em.plan(plan, env, 1, {v.id: name for v, name, _, _ in fresh})
+        names = {name for _, name, _, _ in fresh}
         outs = [em.result(o, env, copy=env.get(getattr(o, "id", None)) not in names)
                 for o in plan.graph.outputs]
     except NotEligible:
         return None
-    source = em.source(params + [name for _, name, _ in fresh], outs)
+    source = em.source(params + [name for _, name, _, _ in fresh], outs)
     fn = cache.load(source, "plan", "cpu-plan")
-    return PlanCode(plan, fn, [a for _, a in em.fixed], [b for _, _, b in fresh], source)
+    return PlanCode(plan, fn, [a for _, a in em.fixed], [(b, a) for _, _, b, a in fresh],
+                    source)
 
 
 def _fresh_outputs(plan) -> list:
-    """(value, argument name, kernel buffer) of the results written straight into fresh
-    arrays: kernel outputs the caller gets back."""
+    """(value, argument name, kernel buffer, plan-owned array or None) of the results that
+    kernels write straight into the arrays the caller gets back: fresh per call, or owned by
+    the plan with ``reuse_outputs``."""
+    returned = {o.id for o in plan.graph.outputs if isinstance(o, Var)}
     out = []
     for step in plan.steps:
         if isinstance(step, KernelStep):
             for v, buf, b in zip(step.outputs, step.buffers, step.kernel.outputs):
-                if buf is None:
-                    out.append((v, f"o{len(out)}", b))
+                if buf is None or v.id in returned:
+                    out.append((v, f"o{len(out)}", b, buf))
     return out
 
 
@@ -111,6 +122,9 @@ class _Emitter:
         return f"{prefix}{self.count}"
 
     def own(self, arr) -> str:
+        for name, a in self.fixed:
+            if a is arr:  # a pool buffer reused by several steps is one argument
+                return name
         name = f"t{len(self.fixed)}"
         self.fixed.append((name, arr))
         return name
@@ -137,7 +151,7 @@ class _Emitter:
         for v, buf, b in zip(step.outputs, step.buffers, step.kernel.outputs):
             if str(b.dtype) in KERNEL_ARRAY_DTYPE:
                 raise NotEligible("half-type buffer")
-            outs.append(out_names[v.id] if buf is None else self.own(buf))
+            outs.append(out_names[v.id] if (buf is None or v.id in out_names) else self.own(buf))
         self.emit(ind, f"{alias}({', '.join(ins + outs)})")
         for v, name, b in zip(step.outputs, outs, step.kernel.outputs):
             want = tuple(v.aval.shape) or (1,)

@@ -184,7 +184,9 @@ def test_random_chains_in_single_precision(dtype, ops):
     got = kjit(f)(x)
     assert got.dtype == want.dtype
     if dtype == "float64":
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        # sums are added in another order than numpy's pairwise sum, and a following exp/sin
+        # chain amplifies that last-bit difference by up to about a hundred
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
         return
     # Chains like exp(sum(exp(..))) amplify float32 rounding: judge both float32 results by
     # their distance to the float64 answer (the kernel computes more in higher precision).
