@@ -13,7 +13,7 @@ the reference interpreter (``eval_graph``), control flow (``cond``, ``while_loop
 
 from autodiff.api import grad, hessian, hvp, jacfwd, jacrev, jvp, linearize, value_and_grad, vjp
 from autodiff.batching import vmap
-from autodiff.checkpoint import checkpoint, checkpointed_scan
+from autodiff.checkpoint import checkpoint, checkpointed_fori_loop, checkpointed_scan
 from autodiff.custom import custom_jvp, custom_vjp
 from autodiff.interpret import eval_graph
 from autodiff.ir import AbstractValue, Graph
@@ -36,7 +36,8 @@ function = graph_function
 ShapeDtype = AbstractValue
 
 __all__ = [
-    "AbstractValue", "Graph", "ShapeDtype", "Solution", "checkpoint", "checkpointed_scan",
+    "AbstractValue", "Graph", "ShapeDtype", "Solution", "checkpoint", "checkpointed_fori_loop",
+    "checkpointed_scan",
     "cond", "custom_jvp", "custom_vjp", "derivatives", "dumps", "errors", "eval_graph", "fft",
     "fori_loop", "from_sympy", "function", "grad", "graph_function", "hessian", "hvp", "jacfwd",
     "jacrev", "jet", "jit", "jvp", "laplacian", "linalg", "linearize", "load", "loads",
