@@ -262,3 +262,23 @@ def test_gradient_through_algebraic_solve_is_implicit():
     graph = sciml.make_graph(sciml.grad(root), 2.0)
     names = [n.prim.name for n in graph.body]
     assert names.count("while_loop") == 1 and "solve" in names and "scan" not in names
+
+
+def test_gradient_with_respect_to_initial_and_boundary_values():
+    # Initial amplitude a and a left boundary value g enter through params, so a loss of the
+    # solution differentiates with respect to both (reverse mode through the time loop).
+    a, g = sp.symbols("a g")
+
+    def loss(av, gv):
+        sol = sciml.solve(sp.Eq(u(t, x).diff(t), nu * u(t, x).diff(x, 2)), u, t=(0, 0.05),
+                          domain={x: (0, 1)}, grid=17, ic=a * sp.sin(sp.pi * x),
+                          bc={x: ("dirichlet", g, 0)}, params={nu: 0.1, a: av, g: gv},
+                          dt=0.0025, t_eval=[0, 0.05])
+        return sciml.numpy.sum(sol[u][-1] ** 2)
+
+    ga, gg = sciml.grad(loss, argnums=(0, 1))(1.0, 0.5)
+    eps = 1e-6
+    np.testing.assert_allclose(ga, (loss(1 + eps, 0.5) - loss(1 - eps, 0.5)) / (2 * eps),
+                               rtol=1e-6)
+    np.testing.assert_allclose(gg, (loss(1.0, 0.5 + eps) - loss(1.0, 0.5 - eps)) / (2 * eps),
+                               rtol=1e-6)
