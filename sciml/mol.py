@@ -234,8 +234,13 @@ class Discretization:
                                          self.grid.h[a], self.upwind_order,
                                          self.grid.periodic[a])
                 continue
-            for a, n in orders:
-                u = derivative(u, a, n, self.grid.h[a], self.order, self.grid.periodic[a])
+            for k, (a, n) in enumerate(orders):
+                # Boundary nodes are algebraic (their rows are masked), so a plain derivative
+                # skips their biased stencils; a mixed derivative differentiates the first
+                # result again and needs its end values.
+                last = k == len(orders) - 1
+                u = derivative(u, a, n, self.grid.h[a], self.order, self.grid.periodic[a],
+                               ends=not last)
             vals[sym] = u
         return vals
 

@@ -52,19 +52,23 @@ def boundary_rows(deriv: int, order: int, n: int):
     return rows
 
 
-def derivative(u, axis: int, deriv: int, h: float, order: int = 2, periodic: bool = False):
-    """``d^deriv u / dx^deriv`` along ``axis`` with accuracy ``order`` (traceable)."""
+def derivative(u, axis: int, deriv: int, h: float, order: int = 2, periodic: bool = False,
+               ends: bool = True):
+    """``d^deriv u / dx^deriv`` along ``axis`` with accuracy ``order`` (traceable).
+
+    ``ends=False`` leaves the first and last node with meaningless values: callers whose
+    boundary nodes are set by boundary conditions (``sciml.mol``) skip that work."""
     if deriv == 0:
         return u
     offsets, weights = central_weights(deriv, order)
     axis %= snp.ndim(u)
     out = _stencil(u, axis, offsets, weights, "periodic" if periodic else "zero")
     if not periodic:
-        out = _fix_boundaries(u, out, axis, deriv, order)
+        out = _fix_boundaries(u, out, axis, deriv, order, ends)
     return out / h**deriv
 
 
-def _fix_boundaries(u, out, axis, deriv, order):
+def _fix_boundaries(u, out, axis, deriv, order, ends=True):
     """Replace the central values in the m nodes next to each end by biased stencils.
 
     Written with shifts and selects on index masks (not slices and concatenation), so the
@@ -76,6 +80,8 @@ def _fix_boundaries(u, out, axis, deriv, order):
     sign = -1.0 if deriv % 2 else 1.0
     index = axis_index(snp.shape(u), axis)
     for i, nodes, w in rows:
+        if i == 0 and not ends:
+            continue
         left = _stencil(u, axis, [j - i for j in nodes], w, "zero")
         # The mirror image at node n-1-i: offsets negated, odd derivatives change sign.
         right = _stencil(u, axis, [i - j for j in nodes], [sign * c for c in w], "zero")
