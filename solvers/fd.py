@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from autodiff.trace import Tracer
+
 from .errors import SolverError
 
 # ----------------------------------------------------------------------------------
@@ -190,8 +192,15 @@ def _check_bc(bc):
     return bc
 
 
+def _array(x):
+    return x if isinstance(x, Tracer) else np.asarray(x)
+
+
 def _as_float_array(u, name="u"):
-    u = np.asarray(u)
+    # Traced values (under sciml.grad, jit, vmap) pass through: the operators below are
+    # written with numpy functions that sciml traces, so they differentiate and fuse.
+    if not isinstance(u, Tracer):
+        u = np.asarray(u)
     if u.dtype.kind not in "fc":
         if u.dtype.kind in "iub":
             return u.astype(np.float64)
@@ -212,7 +221,8 @@ def _sl(a, axis, start, stop):
 
 def _ghosts(block, m, c, g, axis):
     """``block @ m.T + g * c`` along ``axis``: the ghost values from a small block."""
-    out = np.moveaxis(block, axis, -1) @ m.T + np.asarray(g)[..., None] * c
+    g = g if isinstance(g, Tracer) else np.asarray(g)
+    out = np.moveaxis(block, axis, -1) @ m.T + g[..., None] * c
     return np.moveaxis(out, -1, axis)
 
 
@@ -391,7 +401,7 @@ def upwind(u, velocity, dx, axis=0, order=1, bc=Periodic()):
     z = pad_bc(u, bc, dx, axis, width)
     dp = apply_stencil(z, wp, op, axis, width)
     dm = apply_stencil(z, wm, om, axis, width)
-    return np.where(np.asarray(velocity) >= 0, dp, dm)
+    return np.where(_array(velocity) >= 0, dp, dm)
 
 
 def upwind_T(v, velocity, dx, axis=0, order=1, bc=Periodic()):

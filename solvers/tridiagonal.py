@@ -6,18 +6,25 @@ traced into the IR later, where the two Python loops become ``scan``s.
 
 import numpy as np
 
+from autodiff.trace import Tracer
+
 from .errors import NaNError, SolverError
 
 
+def _array(x):
+    # Traced values pass through: the sweeps use numpy functions sciml traces.
+    return x if isinstance(x, Tracer) else np.asarray(x)
+
+
 def _check(lower, diag, upper, rhs, axis):
-    rhs = np.asarray(rhs)
+    rhs = _array(rhs)
     if rhs.ndim == 0:
         raise SolverError("thomas: rhs must have at least one dimension, got a scalar")
     if not -rhs.ndim <= axis < rhs.ndim:
         raise SolverError(f"thomas: axis={axis} out of range for rhs with shape {rhs.shape}")
     arrays = []
     for name, a in (("lower", lower), ("diag", diag), ("upper", upper)):
-        a = np.asarray(a)
+        a = _array(a)
         try:
             arrays.append(np.broadcast_to(a, rhs.shape))
         except ValueError:
@@ -52,7 +59,7 @@ def thomas(lower, diag, upper, rhs, axis=-1):
     for i in range(n - 2, -1, -1):
         xs.append(dp[i] - cp[i] * xs[-1])
     x = np.stack(xs[::-1], axis=0)
-    if not np.all(np.isfinite(x)):
+    if not isinstance(x, Tracer) and not np.all(np.isfinite(x)):
         bad = np.argwhere(~np.isfinite(x))[0]
         raise NaNError(
             f"thomas: non-finite solution at index {tuple(bad)} (axis moved first); "
