@@ -19,6 +19,7 @@ from .fd import (
     upwind,
     upwind_matrix,
 )
+from .implicit import linear_solve
 from .linear import cg, direct_solve, gmres, multigrid
 from .nonlinear import newton
 from .ode import solve_ivp
@@ -29,6 +30,6 @@ __all__ = [
     "CFLError", "ConvergenceError", "NaNError", "SolverError",
     "Dirichlet", "Neumann", "Periodic", "diff", "diff_matrix", "fornberg_weights",
     "laplacian", "laplacian_matrix", "pad_bc", "upwind", "upwind_matrix",
-    "cg", "direct_solve", "gmres", "multigrid", "newton", "solve_ivp",
+    "cg", "direct_solve", "gmres", "linear_solve", "multigrid", "newton", "solve_ivp",
     "check_cfl", "integrate", "integrate_implicit", "integrate_linear", "thomas",
 ]
