@@ -348,8 +348,6 @@ def theta_step(disc, y0, t, h, theta, params, tol=1e-10, maxiter=20):
 
 def solve_steady(eqs, unknowns, domain, grid, bc, params, order, method, tol, maxiter, guess,
                  time_name):
-    if any(isinstance(v, Tracer) for v in params.values()) or is_tracing():
-        raise ProblemError("steady PDE solves run eagerly only for now")
     system = pde_system(eqs, unknowns, time_name, list(params), steady=True)
     bcs = parse_bcs(bc, system)
     g = make_grid(system, domain or {}, grid if grid is not None else 64, bcs)
@@ -359,6 +357,12 @@ def solve_steady(eqs, unknowns, domain, grid, bc, params, order, method, tol, ma
         y = np.asarray(_initial_state(system, g, guess, params), float)
     method = (method or "direct").lower()
     mask = disc.interior_masks()
+    coords = {str(s): c for s, c in zip(g.space, g.coords)}
+    if any(isinstance(v, Tracer) for v in params.values()) or is_tracing():
+        y = _steady_traced(disc, y, params, mask, tol, maxiter)
+        fields = {f.func: y[k] for k, f in enumerate(system.fields)}
+        return Solution(kind="steady", coords=coords, fields=fields,
+                        stats={"method": "newton-krylov (traced)"})
     its = 0
     for _ in range(maxiter):
         its += 1
@@ -377,6 +381,20 @@ def solve_steady(eqs, unknowns, domain, grid, bc, params, order, method, tol, ma
     fields = {f.func: y[k] for k, f in enumerate(system.fields)}
     return Solution(kind="steady", coords=coords, fields=fields,
                     stats={"newton_iterations": its, "method": method})
+
+
+def _steady_traced(disc, y0, params, mask, tol, maxiter):
+    """Newton–Krylov on the matrix-free residual: traceable, and differentiable in the
+    parameters by one adjoint solve (solvers.implicit.nonlinear_solve)."""
+    from solvers.implicit import nonlinear_solve
+
+    psyms = list(disc.system.params)
+
+    def residual(y, *pv):
+        p = dict(zip(psyms, pv))
+        return mask * disc.raw_rhs(0.0, y, p) + (1 - mask) * disc.constraints(0.0, y, p)
+
+    return nonlinear_solve(residual, y0, [params[s] for s in psyms], tol=tol, maxiter=maxiter)
 
 
 def _linear_solve(a, b, method, disc):

@@ -282,3 +282,20 @@ def test_gradient_with_respect_to_initial_and_boundary_values():
                                rtol=1e-6)
     np.testing.assert_allclose(gg, (loss(1.0, 0.5 + eps) - loss(1.0, 0.5 - eps)) / (2 * eps),
                                rtol=1e-6)
+
+
+def test_gradient_through_steady_solve_is_implicit():
+    # -k u'' = f on (0, 1), u = 0 at both ends, f = pi^2 sin(pi x): u = sin(pi x) / k. The
+    # loss sum(u) has d/dk = -sum(u) / k; the solve differentiates by one adjoint solve.
+    kk = sp.Symbol("k")
+
+    def total(kv):
+        sol = sciml.solve(sp.Eq(-kk * u(x).diff(x, 2), sp.pi**2 * sp.sin(sp.pi * x)), u,
+                          domain={x: (0, 1)}, grid=41, bc={x: ("dirichlet", 0, 0)},
+                          params={kk: kv})
+        return sciml.numpy.sum(sol[u])
+
+    eager = total(2.0)
+    np.testing.assert_allclose(eager, sciml.eval_graph(sciml.make_graph(total, 2.0), 2.0),
+                               rtol=1e-8)
+    np.testing.assert_allclose(sciml.grad(total)(2.0), -eager / 2.0, rtol=1e-8)
