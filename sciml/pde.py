@@ -297,10 +297,9 @@ class _NoBar:
 
 
 def _implicit(disc, state, t0, times, params, method, dt, progress):
-    if any(isinstance(v, Tracer) for v in params.values()) or is_tracing():
-        raise ProblemError("implicit PDE methods run eagerly only for now; differentiate "
-                           "through an explicit method (method='rk4') with a given dt")
     theta = 1.0 if method == "be" else 0.5
+    if any(isinstance(v, Tracer) for v in params.values()) or is_tracing():
+        return _implicit_traced(disc, state, t0, times, params, theta, dt)
     if dt is None:
         dt = (times[-1] - times[0]) / 100 if times[-1] > times[0] else 1.0
     disc.dt_used = dt
@@ -318,6 +317,40 @@ def _implicit(disc, state, t0, times, params, method, dt, progress):
         frames.append(np.asarray(disc.apply_bc(t, y, params)))
         bar.update(1)
     bar.close()
+    return frames
+
+
+def _implicit_traced(disc, state, t0, times, params, theta, dt):
+    """The theta method as traceable loops: each step is a Newton–Krylov solve
+    (solvers.nonlinear_solve), differentiated by one adjoint solve per step in reverse mode."""
+    from solvers.implicit import nonlinear_solve
+
+    if dt is None:
+        raise ProblemError("pass dt= when differentiating an implicit solve (method='cn'/'be')")
+    mask = disc.interior_masks()
+    psyms = list(disc.system.params)
+
+    def residual(y1, y0, tt, h, *pv):
+        p = dict(zip(psyms, pv))
+        f0 = disc.raw_rhs(tt, y0, p) if theta < 1 else 0.0
+        f1 = disc.raw_rhs(tt + h, y1, p)
+        inner = y1 - y0 - h * (theta * f1 + (1 - theta) * f0)
+        return mask * inner + (1 - mask) * disc.constraints(tt + h, y1, p)
+
+    def step(y, tt, h, pv):
+        return nonlinear_solve(residual, y, (y, tt, h, *pv))
+
+    disc.dt_used = dt
+    frames, t, y = [], t0, state
+    pv = [params[s] for s in psyms]
+    for target in times:
+        span = target - t
+        n = int(math.ceil(span / dt - 1e-9)) if span > 0 else 0
+        if n:
+            h = span / n
+            y = fori_loop(0, n, lambda i, yy, t=t, h=h: step(yy, t + i * h, h, pv), y)
+        t = target
+        frames.append(disc.apply_bc(t, y, params))
     return frames
 
 

@@ -129,7 +129,7 @@ def nonlinear_solve(residual, u0, params=(), tol=1e-10, maxiter=30, krylov_tol=1
     """
     from autodiff.api import jvp
 
-    def newton(*p):
+    def newton(start, *p):
         def jac_solve(u, f):
             return bicgstab_loop(lambda v: jvp(lambda w: residual(w, *p), (u,), (v,))[1],
                                  f, krylov_tol, krylov_maxiter)
@@ -143,16 +143,18 @@ def nonlinear_solve(residual, u0, params=(), tol=1e-10, maxiter=30, krylov_tol=1
             u = u - jac_solve(u, residual(u, *p))
             return u, abs(residual(u, *p)).max(), k + 1
 
-        start = u0 * 1.0
+        start = start * 1.0
         return while_loop(keep_going, step, (start, abs(residual(start, *p)).max(),
                                              np.int64(0)))[0]
 
+    # The initial guess is an argument (not a closure), with no derivative: the root does not
+    # depend on where Newton starts.
     @custom_vjp
-    def f(*p):
-        return newton(*p)
+    def f(start, *p):
+        return newton(start, *p)
 
-    def fwd(*p):
-        u = newton(*p)
+    def fwd(start, *p):
+        u = newton(start, *p)
         return u, (u, p)
 
     def bwd(res, u_bar):
@@ -163,7 +165,7 @@ def nonlinear_solve(residual, u0, params=(), tol=1e-10, maxiter=30, krylov_tol=1
 
         lam = bicgstab_loop(jac_t, u_bar, krylov_tol, krylov_maxiter)
         _, pull = vjp(lambda *pp: residual(u, *pp), *p)
-        return tuple(-g for g in pull(lam))
+        return (None, *[-g for g in pull(lam)])
 
     f.defvjp(fwd, bwd)
-    return f(*params)
+    return f(u0, *params)

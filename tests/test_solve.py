@@ -299,3 +299,21 @@ def test_gradient_through_steady_solve_is_implicit():
     np.testing.assert_allclose(eager, sciml.eval_graph(sciml.make_graph(total, 2.0), 2.0),
                                rtol=1e-8)
     np.testing.assert_allclose(sciml.grad(total)(2.0), -eager / 2.0, rtol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["cn", "be"])
+def test_gradient_through_implicit_time_stepping(method):
+    def final_energy(visc):
+        sol = sciml.solve(sp.Eq(u(t, x).diff(t), nu * u(t, x).diff(x, 2)), u, t=(0, 0.05),
+                          domain={x: (0, 1)}, grid=17, ic=sp.sin(sp.pi * x),
+                          bc={x: ("dirichlet", 0, 0)}, params={nu: visc}, dt=0.01,
+                          method=method, t_eval=[0, 0.05])
+        return sciml.numpy.sum(sol[u][-1] ** 2)
+
+    eager = final_energy(0.1)
+    traced = sciml.eval_graph(sciml.make_graph(final_energy, 0.1), 0.1)
+    np.testing.assert_allclose(traced, eager, rtol=1e-9)
+    g = sciml.grad(final_energy)(0.1)
+    eps = 1e-6
+    fd = (final_energy(0.1 + eps) - final_energy(0.1 - eps)) / (2 * eps)
+    np.testing.assert_allclose(g, fd, rtol=1e-6)
