@@ -124,12 +124,24 @@ def _solve_ode(eqs, unknowns, t_span, ic, params, method, t_eval, rtol, atol):
     fns = [from_sympy(e, args, name=f"rhs{i}") for i, e in enumerate(exprs)]
     jac = [[from_sympy(sp.diff(e, s), args) for s in ssyms] for e in exprs]
     pvals = [params[p] for p in psyms]
-    if any(isinstance(v, Tracer) for v in pvals):
-        raise ProblemError(
-            "differentiating an adaptive ODE solve with respect to params is not supported yet; "
-            "use a time-dependent problem with a fixed dt (method='rk4') or finite differences"
-        )
     y0 = np.array([float(_ic_value(ic, s, tsym, t0)) for s in states])
+    if t_eval is None:
+        t_eval = np.linspace(t0, t1, 101)
+    if any(isinstance(v, Tracer) for v in pvals):
+        from . import numpy as snp
+        from .odeint import dopri5_traced
+
+        if str(method or "rk45").lower() not in ("rk45", "dopri5"):
+            raise ProblemError("differentiating an ODE solve supports method='rk45' only")
+
+        def rhs_t(tt, y):
+            return snp.stack([snp.astype(snp.broadcast_to(f(tt, *[y[i] for i in range(len(
+                states))], *pvals), ()), float) for f in fns])
+
+        ys = dopri5_traced(rhs_t, t0, t1, y0, np.asarray(t_eval, float), rtol, atol)
+        fields = {s.func: ys[:, i] for i, s in enumerate(states) if s in apps}
+        return Solution(kind="ode", t=np.asarray(t_eval, float), fields=fields,
+                        state_names=[str(s) for s in states])
 
     def rhs(tt, y, _p):
         return np.array([float(f(tt, *y, *pvals)) for f in fns])
@@ -140,8 +152,6 @@ def _solve_ode(eqs, unknowns, t_span, ic, params, method, t_eval, rtol, atol):
     m = ODE_METHODS.get(str(method or "rk45").lower())
     if m is None:
         raise ProblemError(f"ODE method {method!r} is not one of {sorted(ODE_METHODS)}")
-    if t_eval is None:
-        t_eval = np.linspace(t0, t1, 101)
     res = solve_ivp(rhs, (t0, t1), y0, method=m, t_eval=np.asarray(t_eval, float),
                     dense_output=True, rtol=rtol, atol=atol,
                     jac=jacobian if m == "Rodas4" else None)

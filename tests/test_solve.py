@@ -317,3 +317,21 @@ def test_gradient_through_implicit_time_stepping(method):
     eps = 1e-6
     fd = (final_energy(0.1 + eps) - final_energy(0.1 - eps)) / (2 * eps)
     np.testing.assert_allclose(g, fd, rtol=1e-6)
+
+
+def test_gradient_through_adaptive_ode_solve():
+    T = sp.Symbol("t")
+    yf = sp.Function("y")
+
+    def final(kv):
+        sol = sciml.solve(sp.Eq(yf(T).diff(T), -k * yf(T) + sp.sin(T)), yf, t=(0, 2),
+                          ic={yf: 1}, params={k: kv}, rtol=1e-10, atol=1e-12, t_eval=[0, 1, 2])
+        return sol[yf][-1]
+
+    eager = float(final(0.5))
+    traced = sciml.eval_graph(sciml.make_graph(final, 0.5), 0.5)
+    np.testing.assert_allclose(traced, eager, rtol=1e-8)
+    g = sciml.grad(final)(0.5)
+    eps = 1e-5
+    fd = (final(0.5 + eps) - final(0.5 - eps)) / (2 * eps)
+    np.testing.assert_allclose(g, fd, rtol=1e-5)
