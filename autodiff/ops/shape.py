@@ -125,7 +125,12 @@ def _pad_rule(x, *, pad_width, mode="constant", value=0.0):
 def _pad_impl(x, *, pad_width, mode="constant", value=0.0):
     pw = tuple(tuple(p) for p in pad_width)
     if mode == "constant":
-        return np.pad(x, pw, mode="constant", constant_values=np.asarray(value, x.dtype))
+        # One fill and one block copy: several times faster than np.pad's general path, and
+        # pads are frequent (every transposed slice in reverse mode).
+        out = np.full(tuple(s + a + b for s, (a, b) in zip(x.shape, pw)),
+                      np.asarray(value, x.dtype), dtype=x.dtype)
+        out[tuple(slice(a, a + s) for s, (a, _) in zip(x.shape, pw))] = x
+        return out
     return np.pad(x, pw, mode={"edge": "edge", "periodic": "wrap"}[mode])
 
 
