@@ -164,8 +164,10 @@ class Discretization:
         self.bc_fns = [[self._bc_fns(b) for b in axes] for axes in bcs]
         # Everything the discretised right-hand side depends on except parameter values: two
         # Discretizations with the same key compute the same function.
+        # str, not srepr: the placeholder symbols are Dummies, whose srepr differs between two
+        # parses of the same problem.
         self.key = (
-            tuple(sp.srepr(fe.rhs) for fe in system.equations),
+            tuple(str(fe.rhs) for fe in system.equations),
             tuple(map(str, system.field_symbols)), tuple(map(str, system.derivs)),
             tuple(map(str, system.space)), tuple(map(str, system.params)),
             tuple(sp.srepr(v) for v in system.derivs.values()),
@@ -259,7 +261,8 @@ class Discretization:
         state = self.apply_bc(t, state, params)
         fields = [state[k] for k in range(len(self.bcs))]
         vals = self.pointwise(t, fields, params)
-        return snp.stack([v * self.interior_mask(k) for k, v in enumerate(vals)])
+        return snp.stack([snp.where(self.interior_condition(k), v, 0.0)
+                          for k, v in enumerate(vals)])
 
     def raw_rhs(self, t, state, params):
         """The right-hand side on the state as it is (boundary nodes not reset)."""
@@ -295,6 +298,18 @@ class Discretization:
                     idx[a] = i
                     m[tuple(idx)] = 0.0
         return m
+
+    def interior_condition(self, k):
+        """The interior as a product of small per-axis boolean arrays (broadcastable), so a
+        kernel reads a few vectors instead of a full mask array."""
+        from .stencils import axis_index
+
+        cond = np.ones((1,) * len(self.grid.shape), bool)
+        for a, b in enumerate(self.bcs[k]):
+            if b.kind != "periodic":
+                idx = axis_index(self.grid.shape, a)
+                cond = cond & (idx > 0) & (idx < self.grid.shape[a] - 1)
+        return cond
 
     def interior_masks(self) -> np.ndarray:
         return np.stack([self.interior_mask(k) for k in range(len(self.bcs))])
@@ -337,6 +352,12 @@ class Discretization:
                            self.grid.shape, a) for b in (True, False)]
         pos = (vel > 0).astype(float)
         return sps.diags(pos) @ sides[0] + sps.diags(1.0 - pos) @ sides[1]
+
+    def is_linear(self) -> bool:
+        """Whether every equation is linear in the fields and their derivatives."""
+        syms = set(self.system.field_symbols) | set(self.system.derivs)
+        return all(not (sp.diff(fe.rhs, s).free_symbols & syms)
+                   for fe in self.system.equations for s in syms)
 
     def _coefficient_fns(self, k):
         """(symbol, d rhs_k / d symbol as a function) for every symbol rhs_k depends on."""

@@ -174,7 +174,7 @@ def _explicit(disc, state, t0, times, params, method, dt, progress):
                 "pass dt= when parameters or initial values are traced (e.g. under sciml.grad):"
                 " the stable time step cannot be estimated from abstract values"
             )
-        dt = min(SAFETY * stable_step(method, stability_box(disc, state, params, t0)),
+        dt = min(SAFETY * _stability(disc, state, params, t0, method)[1],
                  (times[-1] - times[0]) / 10 or 1.0)
     elif not traced:
         _check_cfl(disc, state, params, t0, method, dt)
@@ -244,9 +244,28 @@ def jit_enabled(work: float) -> bool:
     return flag == "1" or (flag == "auto" and work >= JIT_MIN_WORK)
 
 
-def _check_cfl(disc, state, params, t0, method, dt):
+_STABLE_CACHE: dict = {}
+
+
+def _stability(disc, state, params, t0, method):
+    """(box, largest stable dt). For a linear problem the Jacobian does not depend on the
+    state, so the result is cached per problem, parameter values and start time."""
+    key = None
+    if disc.is_linear():
+        key = (disc.key, method, t0, tuple(float(params[p]) for p in disc.system.params))
+        if key in _STABLE_CACHE:
+            return _STABLE_CACHE[key]
     box = stability_box(disc, state, params, t0)
-    limit = stable_step(method, box)
+    result = box, stable_step(method, box)
+    if key is not None:
+        if len(_STABLE_CACHE) > 256:
+            _STABLE_CACHE.clear()
+        _STABLE_CACHE[key] = result
+    return result
+
+
+def _check_cfl(disc, state, params, t0, method, dt):
+    box, limit = _stability(disc, state, params, t0, method)
     if dt > limit * 1.0001:
         h = ", ".join(f"d{s}={v:.4g}" for s, v in zip(disc.grid.space, disc.grid.h))
         raise CFLError(
