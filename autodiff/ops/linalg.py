@@ -52,6 +52,9 @@ def _dot_rule(lhs, rhs, *, dimension_numbers, preferred_dtype=None):
 
 
 def _dot_impl(lhs, rhs, *, dimension_numbers, preferred_dtype=None):
+    fast = _dot_fast(lhs, rhs, dimension_numbers, preferred_dtype)
+    if fast is not None:
+        return fast
     lc, rc, lb, rb, lf, rf = _dot_dims(
         AbstractValue(lhs.shape, lhs.dtype), AbstractValue(rhs.shape, rhs.dtype),
         dimension_numbers)
@@ -73,6 +76,23 @@ def _dot_impl(lhs, rhs, *, dimension_numbers, preferred_dtype=None):
         + tuple(rhs.shape[i] for i in rf)
     )
     return out.reshape(shape).astype(out_dtype, copy=False)
+
+
+def _dot_fast(lhs, rhs, dimension_numbers, preferred_dtype):
+    """Plain matrix products (no batch dims, one contraction, matrices or vectors) go straight
+    to BLAS through np.dot: the general path's transposes and reshapes cost more than a
+    1000×1000 matrix-vector product."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    if lb or rb or lhs.ndim > 2 or rhs.ndim > 2 or len(lc) != 1 or lhs.dtype != rhs.dtype:
+        return None
+    if lhs.dtype in (np.dtype("float16"), dtypes.bfloat16) or lhs.dtype == np.bool_:
+        return None
+    a = lhs if tuple(lc) == (lhs.ndim - 1,) else (lhs.T if lhs.ndim == 2 else None)
+    b = rhs if tuple(rc) == (0,) else (rhs.T if rhs.ndim == 2 else None)
+    if a is None or b is None:
+        return None
+    out = np.dot(a, b)
+    return out.astype(preferred_dtype or lhs.dtype, copy=False)
 
 
 def_primitive("dot_general", _dot_rule, _dot_impl, family="linalg", tags={"library"})
