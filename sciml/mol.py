@@ -20,7 +20,7 @@ import sympy as sp
 from . import numpy as snp
 from .equations import from_sympy
 from .errors import ProblemError
-from .problem import PDESystem
+from .problem import PDESystem, lookup
 from .stencils import (
     boundary_rows,
     derivative,
@@ -69,7 +69,7 @@ class AxisBC:
 def make_grid(system: PDESystem, domain: dict, grid, bc_spec) -> Grid:
     bounds = []
     for s in system.space:
-        val = _lookup(domain, s)
+        val = lookup(domain, s)
         if val is None:
             raise ProblemError(f"domain= gives no interval for the space coordinate {s}; "
                                f"got keys {list(map(str, domain))}")
@@ -86,15 +86,6 @@ def make_grid(system: PDESystem, domain: dict, grid, bc_spec) -> Grid:
     return Grid(list(system.space), bounds, tuple(int(n) for n in shape), periodic)
 
 
-def _lookup(d: dict, sym):
-    if d is None:
-        return None
-    for k, v in d.items():
-        if k == sym or str(k) == str(sym):
-            return v
-    return None
-
-
 def parse_bcs(bc, system: PDESystem) -> list[list[AxisBC]]:
     """``bc`` as given by the user -> one AxisBC per field per space axis."""
     if bc is None:
@@ -104,11 +95,11 @@ def parse_bcs(bc, system: PDESystem) -> list[list[AxisBC]]:
         )
     per_field = []
     for f in system.fields:
-        spec = _lookup(bc, f.func) or _lookup(bc, f)
+        spec = lookup(bc, f.func, f)
         spec = spec if isinstance(spec, dict) else bc
         axes = []
         for s in system.space:
-            entry = _lookup(spec, s)
+            entry = lookup(spec, s)
             if entry is None:
                 raise ProblemError(f"no boundary condition for field {f} along {s}; give "
                                    f"bc={{{s}: ('dirichlet', left, right)}} or 'periodic'")
@@ -290,14 +281,8 @@ class Discretization:
         return snp.stack(out)
 
     def interior_mask(self, k) -> np.ndarray:
-        m = np.ones(self.grid.shape)
-        for a, b in enumerate(self.bcs[k]):
-            if b.kind != "periodic":
-                idx = [slice(None)] * len(self.grid.shape)
-                for i in (0, -1):
-                    idx[a] = i
-                    m[tuple(idx)] = 0.0
-        return m
+        """1.0 at interior nodes of field k, 0.0 at its (algebraic) boundary nodes."""
+        return np.broadcast_to(self.interior_condition(k), self.grid.shape).astype(float)
 
     def interior_condition(self, k):
         """The interior as a product of small per-axis boolean arrays (broadcastable), so a

@@ -17,7 +17,7 @@ from . import numpy as snp
 from .equations import from_sympy
 from .errors import CFLError, ConvergenceError, NaNError, ProblemError
 from .mol import Discretization, make_grid, parse_bcs
-from .problem import pde_system
+from .problem import lookup, pde_system
 from .solution import Solution
 
 STEPS = {"rk4": rk4_step, "ssprk3": ssprk3_step, "euler": euler_step}
@@ -65,20 +65,13 @@ def _initial_state(system, g, ic, params):
     pvals = [params[p] for p in system.params]
     out = []
     for f in system.fields:
-        expr = _find(ic, f)
+        expr = lookup(ic, f, f.func)
         if expr is None:
             raise ProblemError(f"no initial condition for field {f}; add it to ic=")
         fn = from_sympy(sp.sympify(expr), list(system.space) + list(system.params))
         val = fn(*g.mesh(), *pvals)
         out.append(snp.astype(snp.broadcast_to(val, g.shape), np.float64))
     return snp.stack(out)
-
-
-def _find(d, f):
-    for k, v in d.items():
-        if k == f or k == f.func or str(k) in (str(f.func), str(f)):
-            return v
-    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,15 @@ from autodiff.errors import UnsupportedError
 from .errors import ProblemError
 
 
+def lookup(d, *keys, default=None):
+    """The value in ``d`` (a user's dict keyed by sympy objects or names) for the first of
+    ``keys`` it holds, matched by equality or by name."""
+    for k, v in (d or {}).items():
+        if any(k == key or str(k) == str(key) for key in keys):
+            return v
+    return default
+
+
 def as_list(x) -> list:
     if isinstance(x, (list, tuple)):
         return list(x)

@@ -21,7 +21,7 @@ from autodiff.trace import Tracer
 
 from .equations import from_sympy
 from .errors import ProblemError
-from .problem import as_expr, as_list, classify
+from .problem import as_expr, as_list, classify, lookup
 from .solution import Solution
 
 EXPLICIT = {"rk4", "ssprk3", "euler"}
@@ -71,7 +71,7 @@ def _solve_algebraic(eqs, unknowns, guess, params, tol, maxiter):
     fns = [from_sympy(e, unknowns + psyms, name=f"residual{i}") for i, e in enumerate(eqs)]
     jac_exprs = [[sp.diff(e, u) for u in unknowns] for e in eqs]
     jfns = [[from_sympy(d, unknowns + psyms) for d in row] for row in jac_exprs]
-    x0 = np.array([float(_lookup(guess, u, 1.0)) for u in unknowns])
+    x0 = np.array([float(lookup(guess, u, default=1.0)) for u in unknowns])
     pvals = [params[p] for p in psyms]
     from . import numpy as snp
     from .implicit import implicit_root
@@ -89,15 +89,6 @@ def _solve_algebraic(eqs, unknowns, guess, params, tol, maxiter):
     # implicit function theorem (one linear solve), not from the iterations.
     x = implicit_root(residual, jacobian, x0, pvals, tol=tol, maxiter=maxiter)
     return Solution(kind="algebraic", values={u: x[i] for i, u in enumerate(unknowns)})
-
-
-def _lookup(d, key, default=None):
-    if not d:
-        return default
-    for k, v in d.items():
-        if k == key or str(k) == str(key) or (hasattr(k, "func") and k.func == key):
-            return v
-    return default
 
 
 # ---------------------------------------------------------------------------------------------
