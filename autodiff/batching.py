@@ -415,6 +415,18 @@ def _concat_rule(size, args, batched, *, axis):
 # Rules: linear algebra
 
 
+def _tridiagonal_rule(size, args, batched):
+    # The system runs along axis 0 and every trailing index is independent: put the mapped
+    # axis second, solve, and put it first again.
+    xs = _bcast_all(size, args, batched)
+    nd = len(shape(xs[0]))
+    perm = (1, 0) + tuple(range(2, nd))
+    xs = [bind(P["transpose"], x, permutation=perm) for x in xs]
+    out = bind(P["tridiagonal_solve"], *xs)
+    return [bind(P["transpose"], out, permutation=perm)], [True]
+
+
+
 def _dot_rule(size, args, batched, *, dimension_numbers, preferred_dtype=None):
     lhs, rhs = args
     lb_, rb_ = batched
@@ -804,7 +816,7 @@ def _register():
         "scatter_add": _scatter_add_rule, "dynamic_slice": _dynamic_slice_rule,
         "dynamic_update_slice": _dynamic_update_slice_rule, "call": _call_rule,
         "cond": _cond_rule, "while_loop": _while_rule, "fori_loop": _fori_rule,
-        "scan": _scan_rule,
+        "scan": _scan_rule, "tridiagonal_solve": _tridiagonal_rule,
     })
     for name, prim in PRIMITIVES.items():
         if prim.family == "fft":

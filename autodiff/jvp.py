@@ -577,6 +577,38 @@ def _triangular_solve(primals, tangents, **params):
     return x, bind(P["triangular_solve"], a, rhs, **params)
 
 
+def neighbours(x):
+    """(x[k-1], x[k+1]) along axis 0, zero past the ends: the off-diagonal reads of a
+    tridiagonal product."""
+    nd = aval_of(x).ndim
+    down = bind(P["shift"], x, offset=(-1,) + (0,) * (nd - 1), boundary="zero")
+    up = bind(P["shift"], x, offset=(1,) + (0,) * (nd - 1), boundary="zero")
+    return down, up
+
+
+def tridiagonal_product(sub, diag, sup, x):
+    """T x for the tridiagonal T = (sub, diag, sup) along axis 0; None coefficients are zero."""
+    down, up = neighbours(x)
+    terms = [L.mul(t, v) for t, v in ((sub, down), (diag, x), (sup, up)) if t is not None]
+    out = terms[0]
+    for t in terms[1:]:
+        out = L.add(out, t)
+    return out
+
+
+@defjvp("tridiagonal_solve")
+def _tridiagonal_solve(primals, tangents):
+    # T x = d  =>  T dx = dd - dT x: one more solve with the same coefficients.
+    (a, b, c, d), (ta, tb, tc, td) = primals, tangents
+    x = bind(P["tridiagonal_solve"], a, b, c, d)
+    rhs = td
+    if any(t is not None for t in (ta, tb, tc)):
+        rhs = add_tangents(rhs, L.neg(tridiagonal_product(ta, tb, tc, x)))
+    if rhs is None:
+        return x, None
+    return x, bind(P["tridiagonal_solve"], a, b, c, rhs)
+
+
 @defjvp("cholesky")
 def _cholesky(primals, tangents):
     (a,), (t,) = primals, tangents

@@ -479,6 +479,26 @@ def _triangular_solve(K, series, **params):
     return [y]
 
 
+@_rule("tridiagonal_solve")
+def _tridiagonal_solve(K, series):
+    """T(t) x(t) = d(t) coefficient by coefficient: T_0 x_k = d_k - sum_{i>=1} T_i x_{k-i}."""
+    from .jvp import tridiagonal_product
+
+    a, b, c, d = series
+
+    def product(i, xj):
+        if a[i] is None and b[i] is None and c[i] is None:
+            return None
+        return tridiagonal_product(a[i], b[i], c[i], xj)
+
+    x = [bind(P["tridiagonal_solve"], a[0], b[0], c[0], d[0])]
+    for k in range(1, K + 1):
+        rhs = sub(d[k], total(product(i, x[k - i]) for i in range(1, k + 1)
+                              if x[k - i] is not None))
+        x.append(None if rhs is None else bind(P["tridiagonal_solve"], a[0], b[0], c[0], rhs))
+    return [x]
+
+
 @_rule("cholesky")
 def _cholesky(K, series):
     """A = L L^H coefficient by coefficient: L_0 L_k^H + L_k L_0^H = S_k with

@@ -862,6 +862,18 @@ def _t_solve(ct, a, b):
     return [None, bind(P["solve"], mT(a), ct)]
 
 
+@deftranspose("tridiagonal_solve")
+def _t_tridiagonal_solve(ct, a, b, c, d):
+    if any(is_linear(x) for x in (a, b, c)):
+        raise NotDifferentiableError("transpose: tridiagonal_solve with tangent coefficients")
+    from .jvp import neighbours
+
+    # T^T has sub-diagonal sup[k-1] and super-diagonal sub[k+1].
+    c_down, _ = neighbours(c)
+    _, a_up = neighbours(a)
+    return [None, None, None, bind(P["tridiagonal_solve"], c_down, b, a_up, ct)]
+
+
 @deftranspose("triangular_solve")
 def _t_triangular_solve(ct, a, b, **params):
     if is_linear(a):

@@ -1,11 +1,13 @@
 """Batched Thomas algorithm for many independent tridiagonal systems.
 
-Written functionally (the sweeps build lists of slices and stack them) so it can be
-traced into the IR later, where the two Python loops become ``scan``s.
+The solve is one ``tridiagonal_solve`` primitive: eager on numpy arrays, a single traced node
+(compiled by ``jit``, differentiated by one more solve) on sciml tracers.
 """
 
 import numpy as np
 
+import sciml.numpy as snp
+from autodiff.primitives import get
 from autodiff.trace import Tracer
 
 from .errors import NaNError, SolverError
@@ -47,18 +49,10 @@ def thomas(lower, diag, upper, rhs, axis=-1):
     [1.0, 1.0, 1.0]
     """
     a, b, c, d = _check(lower, diag, upper, rhs, axis)
-    n = d.shape[0]
-    # Forward elimination: c'_i = c_i / m_i, d'_i = (d_i - a_i d'_{i-1}) / m_i.
-    cp, dp = [c[0] / b[0]], [d[0] / b[0]]
-    for i in range(1, n):
-        m = b[i] - a[i] * cp[-1]
-        cp.append(c[i] / m)
-        dp.append((d[i] - a[i] * dp[-1]) / m)
-    # Back substitution, collected in reverse order.
-    xs = [dp[-1]]
-    for i in range(n - 2, -1, -1):
-        xs.append(dp[i] - cp[i] * xs[-1])
-    x = np.stack(xs[::-1], axis=0)
+    dtype = np.result_type(*(x.dtype for x in (a, b, c, d)))
+    if not np.issubdtype(dtype, np.inexact):
+        dtype = np.result_type(dtype, np.float64)  # integer systems are solved in float64
+    x = get("tridiagonal_solve").bind(*(snp.astype(v, dtype, copy=False) for v in (a, b, c, d)))
     if not isinstance(x, Tracer) and not np.all(np.isfinite(x)):
         bad = np.argwhere(~np.isfinite(x))[0]
         raise NaNError(

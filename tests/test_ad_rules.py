@@ -129,6 +129,8 @@ CASES.update({
     "cholesky": (lambda r: [_spd(r, 3)], {}, ()),
     "triangular_solve": (lambda r: [_spd(r, 3), _u(r, (2, 3))],
                          {"lower": False, "left_side": False, "transpose_a": True}, ()),
+    "tridiagonal_solve": (lambda r: [_u(r, (5, 3), -0.5, 0.5), _u(r, (5, 3)) + 4.0,
+                                     _u(r, (5, 3), -0.5, 0.5), _u(r, (5, 3))], {}, ()),
     "qr": (lambda r: [_u(r, (4, 3))], {}, ()),
     "eigh": (lambda r: [_spd(r, 3)], {"lower": True}, ()),
     "lu": (lambda r: [_u(r, (2, 3, 3)) + 2 * np.eye(3)], {}, ()),

@@ -704,6 +704,28 @@ for _lower, _tr, _conj, _left, _unit in [
         label=f"l{int(_lower)}t{int(_tr)}c{int(_conj)}s{int(_left)}u{int(_unit)}")
 
 
+def _tridiag_make(rng, d, n=5, cols=(3,)):
+    sub, sup = rand(rng, (n,) + cols, d, -1, 1), rand(rng, (n,) + cols, d, -1, 1)
+    diag = (rand(rng, (n,) + cols, d, -1, 1) + 4).astype(d)
+    return [sub, diag, sup, rand(rng, (n,) + cols, d)], {}
+
+
+def _tridiag_ref(sub, diag, sup, rhs):
+    out = np.empty(rhs.shape, np.result_type(sub, rhs))
+    for j in np.ndindex(rhs.shape[1:]):
+        col = (slice(None),) + j
+        t = np.diag(diag[col]) + np.diag(sub[col][1:], -1) + np.diag(sup[col][:-1], 1)
+        out[col] = np.linalg.solve(t, rhs[col])
+    return out
+
+
+case("tridiagonal_solve", _tridiag_make, INEXACT, ref=_tridiag_ref, tol=LIN_TOL)
+case("tridiagonal_solve", lambda rng, d: _tridiag_make(rng, d, 1, (2, 2)), (F64, F32),
+     ref=_tridiag_ref, tol=LIN_TOL, label="n=1")
+case("tridiagonal_solve", lambda rng, d: _tridiag_make(rng, d, 7, ()), (F64,),
+     ref=_tridiag_ref, tol=LIN_TOL, label="one system")
+
+
 def _lin_tol(d):
     return LIN_TOL * dtypes.eps(dtypes.real_dtype(d))
 

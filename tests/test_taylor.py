@@ -224,6 +224,29 @@ def test_cholesky_and_triangular_solve_series_satisfy_their_equations():
     _close(c[2] @ t0.T + c[1] @ t1.T, 0 * b0)
 
 
+def test_tridiagonal_series_satisfies_its_equation():
+    """x(t) = T(t)^-1 d(t) with every operand moving: sum_i T_i x_{k-i} = d_k for k <= 3."""
+    rng = np.random.default_rng(5)
+    n, m = 6, 2
+    p0 = [rng.uniform(-.5, .5, (n, m)), rng.uniform(3, 4, (n, m)), rng.uniform(-.5, .5, (n, m)),
+          rng.normal(size=(n, m))]
+    p1 = [rng.normal(size=(n, m)) for _ in range(4)]
+    x, xs = jet(lambda *a: bind(P["tridiagonal_solve"], *a), tuple(p0),
+                tuple([t, 0 * t, 0 * t] for t in p1))
+    c = [x] + [d / math.factorial(k + 1) for k, d in enumerate(xs)]
+
+    def tmul(sub, diag, sup, v):
+        t = np.diag(diag) + np.diag(sub[1:], -1) + np.diag(sup[:-1], 1)
+        return t @ v
+
+    for j in range(m):
+        col = [[q[:, j] for q in p0[:3]], [q[:, j] for q in p1[:3]]]
+        want = [p0[3][:, j], p1[3][:, j], 0 * p0[3][:, j], 0 * p0[3][:, j]]
+        for k in range(4):
+            got = sum(tmul(*col[i], c[k - i][:, j]) for i in range(min(k, 1) + 1))
+            _close(got, want[k])
+
+
 # Composite functions: k-th derivatives to order 8 against sympy's closed forms.
 xs = sp.Symbol("x")
 COMPOSITES = {

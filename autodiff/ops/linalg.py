@@ -335,3 +335,38 @@ def _permutation(piv):
 
 def_primitive("lu", _lu_rule, _lu_impl, multiple_results=True, family="linalg",
               tags={"library"})
+
+
+# tridiagonal_solve(sub, diag, sup, rhs): x with sub[k] x[k-1] + diag[k] x[k] + sup[k] x[k+1]
+# = rhs[k] along axis 0, one independent system per trailing index (the vertical solves of
+# implicit diffusion in ocean models). Thomas algorithm without pivoting; sub[0] and sup[n-1]
+# are ignored. A zero pivot gives inf/NaN (kernels cannot raise mid-computation).
+def _tridiag_rule(sub, diag, sup, rhs):
+    d = _inexact("tridiagonal_solve", sub, diag, sup, rhs)
+    for name, a in (("sub", sub), ("diag", diag), ("sup", sup)):
+        if a.shape != rhs.shape:
+            raise ShapeError(f"tridiagonal_solve: {name} has shape {a.shape}, rhs {rhs.shape}; "
+                             "the four operands must have the same shape (broadcast them first)")
+    if rhs.ndim == 0:
+        raise ShapeError("tridiagonal_solve: operands are scalars; the system runs along axis 0")
+    return AbstractValue(rhs.shape, d)
+
+
+def _tridiag_impl(sub, diag, sup, rhs):
+    a, b, c, d = (_compute(x) for x in (sub, diag, sup, rhs))
+    n = d.shape[0]
+    cp, x = np.empty_like(d), np.empty_like(d)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = b[0]
+        cp[0], x[0] = (c[0] / m if n > 1 else 0.0), d[0] / m
+        for k in range(1, n):
+            m = b[k] - a[k] * cp[k - 1]
+            cp[k] = c[k] / m if k < n - 1 else 0.0
+            x[k] = (d[k] - a[k] * x[k - 1]) / m
+        for k in range(n - 2, -1, -1):
+            x[k] = x[k] - cp[k] * x[k + 1]
+    return x.astype(rhs.dtype, copy=False)
+
+
+def_primitive("tridiagonal_solve", _tridiag_rule, _tridiag_impl, family="solver",
+              tags={"library"})

@@ -1,36 +1,32 @@
 """Batched tridiagonal solve (Thomas algorithm) along the leading axis.
 
-Functional style: the forward sweep and the back substitution build Python lists of slices
-and stack them, so no array is written in place and the loops become ``scan`` when traced.
+One call is one ``tridiagonal_solve`` primitive: traced, it stays a single node that ``jit``
+runs as one compiled sweep over all columns, and autodiff differentiates it with one more
+solve (the transposed system in reverse mode) instead of through the recurrence.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+import sciml.numpy as snp
+from autodiff.primitives import get
+
 
 def thomas(sub, diag, sup, rhs):
     """Solve ``sub[k] x[k-1] + diag[k] x[k] + sup[k] x[k+1] = rhs[k]`` for every column.
 
-    All four arrays have shape ``(n, ...)``; the system runs along axis 0 and every trailing
-    index is an independent system. ``sub[0]`` and ``sup[n-1]`` are ignored. No pivoting:
-    meant for the diagonally dominant systems of implicit vertical diffusion.
+    The four arrays broadcast to one shape ``(n, ...)``; the system runs along axis 0 and
+    every trailing index is an independent system. ``sub[0]`` and ``sup[n-1]`` are ignored.
+    No pivoting: meant for the diagonally dominant systems of implicit vertical diffusion.
 
     >>> import numpy as np
     >>> thomas(np.array([0., 1.]), np.array([2., 2.]), np.array([1., 0.]), np.array([3., 3.]))
     array([1., 1.])
     """
-    n = diag.shape[0]
-    cp, dp = [], []
-    for k in range(n):
-        if k == 0:
-            denom = diag[0]
-            dp.append(rhs[0] / denom)
-        else:
-            denom = diag[k] - sub[k] * cp[k - 1]
-            dp.append((rhs[k] - sub[k] * dp[k - 1]) / denom)
-        cp.append(sup[k] / denom if k < n - 1 else np.zeros_like(denom))
-    xs = [dp[n - 1]]
-    for k in range(n - 2, -1, -1):
-        xs.append(dp[k] - cp[k] * xs[-1])
-    return np.stack(xs[::-1], axis=0)
+    ops = (sub, diag, sup, rhs)
+    shape = np.broadcast_shapes(*(np.shape(a) for a in ops))
+    dtype = np.result_type(*(a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
+                             for a in ops))
+    ops = [snp.broadcast_to(snp.astype(a, dtype, copy=False), shape) for a in ops]
+    return get("tridiagonal_solve").bind(*ops)
