@@ -406,6 +406,14 @@ def _shift_rule(size, args, batched, *, offset, boundary="zero"):
     return [bind(P["shift"], args[0], offset=(0,) + tuple(offset), boundary=boundary)], [True]
 
 
+def _window_rule(name):
+    # im2col/col2im treat every leading axis as a batch axis: the mapped one is one more.
+    def rule(size, args, batched, **params):
+        return [bind(P[name], args[0], **params)], [True]
+
+    return rule
+
+
 def _concat_rule(size, args, batched, *, axis):
     xs = _bcast_all(size, args, batched)
     return [bind(P["concatenate"], *xs, axis=axis + 1)], [True]
@@ -817,6 +825,7 @@ def _register():
         "dynamic_update_slice": _dynamic_update_slice_rule, "call": _call_rule,
         "cond": _cond_rule, "while_loop": _while_rule, "fori_loop": _fori_rule,
         "scan": _scan_rule, "tridiagonal_solve": _tridiagonal_rule,
+        "im2col": _window_rule("im2col"), "col2im": _window_rule("col2im"),
     })
     for name, prim in PRIMITIVES.items():
         if prim.family == "fft":

@@ -256,7 +256,7 @@ def _linear_unary(name):
 
 
 for _n in ("neg", "real", "imag", "conj", "reduce_sum", "cumsum", "broadcast_in_dim", "reshape",
-           "transpose", "rev", "slice", "shift"):
+           "transpose", "rev", "slice", "shift", "col2im"):
     JVP_RULES[_n] = _linear_unary(_n)
 
 
@@ -460,6 +460,13 @@ def _pad(primals, tangents, *, pad_width, mode="constant", value=0.0):
     (x,), (t,) = primals, tangents
     out = bind(P["pad"], x, pad_width=pad_width, mode=mode, value=value)
     return out, bind(P["pad"], t, pad_width=pad_width, mode=mode, value=0.0)
+
+
+@defjvp("im2col")
+def _im2col(primals, tangents, *, value=0.0, **params):
+    # Affine in x when the padding value is not 0: the tangent's padding is 0.
+    (x,), (t,) = primals, tangents
+    return bind(P["im2col"], x, value=value, **params), bind(P["im2col"], t, value=0.0, **params)
 
 
 @defjvp("concatenate")

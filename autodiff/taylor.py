@@ -750,7 +750,7 @@ PIECEWISE_LINEAR = (
     "neg", "add", "sub", "conj", "real", "imag", "convert", "abs", "maximum", "minimum", "select",
     "mod", "reduce_sum", "reduce_max", "reduce_min", "cumsum", "sort", "broadcast_in_dim",
     "reshape", "transpose", "rev", "slice", "pad", "concatenate", "shift", "take", "scatter_add",
-    "dynamic_slice", "dynamic_update_slice",
+    "dynamic_slice", "dynamic_update_slice", "im2col", "col2im",
 )
 # Library primitives that are not supported in Taylor mode yet (series through them raise).
 UNSUPPORTED = {"qr", "eigh", "lu",

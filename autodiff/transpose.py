@@ -508,6 +508,19 @@ def _slice_axis(x, ax, lo, hi):
     return bind(P["slice"], x, start=start, limit=limit, strides=None)
 
 
+@deftranspose("im2col")
+def _t_im2col(ct, x, *, kernel, stride, padding, dilation, value=0.0):
+    shape = x.aval.shape[x.aval.ndim - len(kernel) - 1:-1]
+    return [bind(P["col2im"], ct, shape=shape, kernel=kernel, stride=stride, padding=padding,
+                 dilation=dilation)]
+
+
+@deftranspose("col2im")
+def _t_col2im(ct, cols, *, shape, kernel, stride, padding, dilation):
+    return [bind(P["im2col"], ct, kernel=kernel, stride=stride, padding=padding,
+                 dilation=dilation, value=0.0)]
+
+
 @deftranspose("concatenate")
 def _t_concatenate(ct, *xs, axis):
     out, off = [], 0

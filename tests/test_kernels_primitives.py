@@ -162,6 +162,12 @@ PROGRAMS = {
                        P["pad"].bind(x, pad_width=((1, 2), (2, 3)), mode="periodic") - 1.0),
             [_x(3, 4)]),
     "concatenate": (lambda x: P["concatenate"].bind(x, x * 2, axis=0), [_x(2, 3)]),
+    "im2col": (lambda x: P["im2col"].bind(x * 2.0, kernel=(3, 2), stride=(2, 1),
+                                          padding=((1, 1), (0, 1)), dilation=(1, 1)) + 1.0,
+               [_x(2, 5, 4, 3)]),
+    "col2im": (lambda c: P["col2im"].bind(c * 2.0, shape=(5, 4), kernel=(3, 2), stride=(2, 1),
+                                          padding=((1, 1), (0, 1)), dilation=(1, 1)) + 1.0,
+               [_x(2, 3, 4, 3, 2, 3)]),
     "shift": (lambda x: tuple(P["shift"].bind(x, offset=o, boundary=b) + x
                               for o in ((1, 0), (0, -2), (-1, 3))
                               for b in ("zero", "periodic", "edge")), [_x(4, 5)]),

@@ -510,6 +510,60 @@ for _b in ("zero", "periodic", "edge"):
          ref=_shift_ref, label=_b)
 
 
+def _window_taps(spatial, out, kernel, stride, padding, dilation):
+    """(output position, tap, input position or None) for every patch entry, by brute force."""
+    for o in np.ndindex(*out):
+        for k in np.ndindex(*kernel):
+            src = tuple(oi * s - lo + ki * d for oi, ki, s, (lo, _), d
+                        in zip(o, k, stride, padding, dilation))
+            inside = all(0 <= i < n for i, n in zip(src, spatial))
+            yield o, k, (src if inside else None)
+
+
+def _im2col_ref(x, *, kernel, stride, padding, dilation, value=0.0):
+    nd = len(kernel)
+    lead, spatial = x.shape[:x.ndim - nd - 1], x.shape[x.ndim - nd - 1:-1]
+    out = tuple((n + lo + hi - d * (k - 1) - 1) // s + 1
+                for n, k, s, (lo, hi), d in zip(spatial, kernel, stride, padding, dilation))
+    res = np.full(lead + out + tuple(kernel) + x.shape[-1:], value, x.dtype)
+    skip = (slice(None),) * len(lead)
+    for o, k, src in _window_taps(spatial, out, kernel, stride, padding, dilation):
+        if src is not None:
+            res[skip + o + k] = x[skip + src]
+    return res
+
+
+def _col2im_ref(cols, *, shape, kernel, stride, padding, dilation):
+    nd = len(kernel)
+    lead = cols.shape[:cols.ndim - 2 * nd - 1]
+    out = cols.shape[len(lead):len(lead) + nd]
+    res = np.zeros(lead + tuple(shape) + cols.shape[-1:], cols.dtype)
+    skip = (slice(None),) * len(lead)
+    for o, k, src in _window_taps(shape, out, kernel, stride, padding, dilation):
+        if src is not None:
+            res[skip + src] += cols[skip + o + k]
+    return res
+
+
+_WINDOWS = [  # (label, input shape, params): strides, asymmetric padding, dilation, 1-D, 3-D
+    ("2d", (2, 5, 6, 3), {"kernel": (3, 2), "stride": (2, 1), "padding": ((1, 1), (0, 2)),
+                          "dilation": (1, 2)}),
+    ("1d-no-batch", (7, 2), {"kernel": (3,), "stride": (2,), "padding": ((2, 0),),
+                             "dilation": (1,)}),
+    ("3d-two-batch", (2, 1, 3, 4, 3, 1), {"kernel": (2, 2, 2), "stride": (1, 2, 1),
+                                          "padding": ((0, 1), (1, 0), (0, 0)),
+                                          "dilation": (1, 1, 2)}),
+]
+for _label, _shape, _params in _WINDOWS:
+    case("im2col", lambda rng, d, s=_shape, p=_params: (
+        [rand(rng, s, d)], {**p, "value": 1 if d != B else True}), ALL, ref=_im2col_ref,
+        label=_label)
+    _cols_shape = P["im2col"].abstract_eval(aval_of(np.zeros(_shape)), **_params).shape
+    _spatial = _shape[len(_shape) - len(_params["kernel"]) - 1:-1]
+    case("col2im", lambda rng, d, s=_cols_shape, p=_params, sp=_spatial: (
+        [rand(rng, s, d)], {**p, "shape": sp}), NUM, ref=_col2im_ref, tol=16, label=_label)
+
+
 def _iota_ref(*, shape, dtype, dimension):
     view = [1] * len(shape)
     view[dimension] = shape[dimension]

@@ -120,6 +120,10 @@ LINEAR = {
     "slice": ({"start": (1, 0), "limit": (3, 4), "strides": (1, 2)}, (3, 4)),
     "pad": ({"pad_width": ((1, 1), (0, 2)), "mode": "periodic"}, (3, 4)),
     "shift": ({"offset": (1, -1), "boundary": "zero"}, (3, 4)),
+    "im2col": ({"kernel": (2,), "stride": (1,), "padding": ((1, 1),), "dilation": (1,)},
+               (3, 4)),
+    "col2im": ({"shape": (3,), "kernel": (2,), "stride": (1,), "padding": ((1, 1),),
+                "dilation": (1,)}, (4, 2, 4)),
     "fft": ({"axes": (1,)}, (3, 4)), "rfft": ({"axes": (1,)}, (3, 4)),
 }
 

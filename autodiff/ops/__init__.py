@@ -3,4 +3,14 @@
 Importing this package declares every primitive (``autodiff.primitives.PRIMITIVES``).
 """
 
-from . import control, elementwise, fft, indexing, linalg, random, reduce, shape  # noqa: F401
+from . import (  # noqa: F401
+    control,
+    elementwise,
+    fft,
+    indexing,
+    linalg,
+    random,
+    reduce,
+    shape,
+    window,
+)
