@@ -489,6 +489,13 @@ def available():
     """The CPU backend needs only numba, which sciml depends on."""
 
 
+def print_routine(node, name: str):
+    """A library node as a compiled numba routine (``kernels.routines``), or None."""
+    from .routines import routine
+
+    return routine(node, name)
+
+
 def finish_plan(plan):
     """Whole-plan code for plans with loops (``kernels.plancode``), else the step plan."""
     from . import plancode

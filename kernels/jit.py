@@ -80,7 +80,7 @@ from autodiff.trace import abstractify, make_graph
 from autodiff.verify import verify
 
 from . import cache
-from .fuse import Cluster, fuse
+from .fuse import Cluster, Library, fuse
 from .loopir import verify_kernel
 from .lower import lower
 from .plan import Plan
@@ -159,9 +159,11 @@ class Compiled:
     kernels: dict
     sources: dict
     plan: object = None
+    routines: dict = field(default_factory=dict)  # group index -> kernels.routines.Routine
     timings: dict = field(default_factory=dict)
 
     def count_kernels(self) -> int:
+        """Fused kernels (library nodes compiled as routines are not counted)."""
         return len(self.kernels)
 
     def temporaries(self) -> int:
@@ -175,6 +177,8 @@ class Compiled:
         parts += [str(g) for g in self.groups]
         for i, k in self.kernels.items():
             parts += ["", str(k), "", self.sources[i]]
+        for r in self.routines.values():
+            parts += ["", str(r), "", r.source]
         return "\n".join(parts)
 
 
@@ -209,18 +213,22 @@ def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = Fals
     # [Kernel] -> [source]: the target's printer
     sources = timer("print", lambda: {i: tgt.print_kernel(k, name="kernel")
                                       for i, k in kernels.items()})
-    _dump("source", "\n\n".join(sources.values()))
+    # [Library] -> [routine]: library nodes the target prints as compiled routines
+    print_routine = getattr(tgt, "print_routine", None)
+    routines = timer("routines", _routines, groups, print_routine) if print_routine else {}
+    _dump("source", "\n\n".join([*sources.values(), *(r.source for r in routines.values())]))
     if not build:
-        return Compiled(graph, groups, kernels, sources, timings=timer.times)
+        return Compiled(graph, groups, kernels, sources, routines=routines, timings=timer.times)
     # [source] -> [callable]: memory cache, disk cache, or a fresh compile
     compile_kernel = getattr(tgt, "compile_kernel", None)
     fns = timer("compile", lambda: {
         i: compile_kernel(s, kernels[i]) if compile_kernel else cache.load(s, "kernel", backend)
         for i, s in sources.items()})
-    c = Compiled(graph, groups, kernels, sources)
-    # [groups] -> Plan: buffers planned once, library nodes bound to their runners
-    c.plan = timer("plan", getattr(tgt, "Plan", Plan), graph, groups, kernels, fns,
-                   functools.partial(runner_for, backend=backend), reuse_outputs)
+    fns.update({i: cache.load(r.source, "kernel", backend) for i, r in routines.items()})
+    c = Compiled(graph, groups, kernels, sources, routines=routines)
+    # [groups] -> Plan: buffers planned once, library nodes bound to routines or runners
+    c.plan = timer("plan", getattr(tgt, "Plan", Plan), graph, groups, {**kernels, **routines},
+                   fns, functools.partial(runner_for, backend=backend), reuse_outputs)
     # Plan -> code: a target may compile the whole plan, loops included, into one function
     finish = getattr(tgt, "finish_plan", None)
     if finish is not None:
@@ -228,6 +236,16 @@ def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = Fals
     c.timings = timer.times
     _dump("time", " ".join(f"{k}={v * 1e3:.1f}ms" for k, v in timer.times.items()))
     return c
+
+
+def _routines(groups, print_routine) -> dict:
+    out = {}
+    for g in groups:
+        if isinstance(g, Library):
+            r = print_routine(g.node, f"r{g.index}")
+            if r is not None:
+                out[g.index] = r
+    return out
 
 
 def target(backend: str, check: bool = True):

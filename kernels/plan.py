@@ -69,6 +69,10 @@ class Plan:
             if isinstance(g, Cluster):
                 self.steps.append(KernelStep(fns[g.index], kernels[g.index], g.inputs,
                                              g.outputs, [None] * len(g.outputs)))
+            elif g.index in fns:  # a library node compiled as a routine: run like a kernel
+                outs = list(g.node.outputs)
+                self.steps.append(KernelStep(fns[g.index], kernels[g.index],
+                                             list(g.node.inputs), outs, [None] * len(outs)))
             else:
                 self.steps.append(LibraryStep(g.node, runner_for(g.node)))
         self.buffer_bytes = _plan_buffers(graph, self.steps, reuse_outputs)
@@ -87,7 +91,9 @@ class Plan:
         return env[o.id]
 
     def count_kernels(self) -> int:
-        return sum(isinstance(s, KernelStep) for s in self.steps)
+        """Fused kernels run (library nodes compiled as routines are not counted)."""
+        return sum(isinstance(s, KernelStep) and not hasattr(s.kernel, "prim")
+                   for s in self.steps)
 
 
 def _overlaps(buf, args) -> bool:

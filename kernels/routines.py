@@ -1,0 +1,220 @@
+"""Library nodes as compiled routines: numba source printed per node for the CPU target.
+
+Fusion leaves some nodes out of every cluster: a concatenation, a cumulative or leading-axis
+sum, a tridiagonal solve along the vertical, a reshape that moves data. Run from Python each
+is a numpy call plus an interpreter round trip, and a plan that holds one cannot become one
+compiled function (``kernels.plancode``). Here each such node is printed as a small numba
+function specialised on its shapes and parameters, with the same calling convention as a
+fused kernel (inputs, then the outputs it writes), so the plan runs it as a kernel step.
+
+One printer per primitive, in ``PRINTERS``; a node without a printer (or with a dtype the
+routines do not handle) stays a library node.
+
+>>> import numpy as np
+>>> from autodiff.trace import make_graph
+>>> g = make_graph(lambda x: np.cumsum(x, axis=0), np.zeros((3, 2)))
+>>> print(routine(g.body[0], "r0").source)  # doctest: +NORMALIZE_WHITESPACE
+import numba
+import numpy as np
+<BLANKLINE>
+<BLANKLINE>
+@numba.njit(error_model="numpy", nogil=True, cache=True)
+def kernel(in0, out0):
+    for i0 in range(3):
+        for i1 in range(2):
+            if i0 == 0:
+                out0[i0, i1] = in0[i0, i1]
+            else:
+                out0[i0, i1] = out0[i0 - 1, i1] + in0[i0, i1]
+<BLANKLINE>
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from autodiff.ops.reduce import normalize_axes
+
+from .loopir import Buffer
+
+# Storage dtypes numba handles directly (half types pass as bits and stay library nodes).
+DTYPES = {"bool", "int32", "int64", "float32", "float64", "complex64", "complex128"}
+PARALLEL_MIN_POINTS = 1 << 15  # as for fused kernels: below this a thread team costs more
+
+
+@dataclass
+class Routine:
+    """A compiled library node: what a plan needs of a kernel (buffers) plus its source."""
+
+    name: str
+    inputs: list
+    outputs: list
+    source: str
+    prim: str
+
+    def __str__(self):
+        ins = ", ".join(map(str, self.inputs))
+        outs = ", ".join(map(str, self.outputs))
+        return f"routine {self.name}({ins}) -> ({outs}): {self.prim}"
+
+
+def routine(node, name: str) -> Routine | None:
+    """The routine computing ``node``, or None when it stays a library node."""
+    printer = PRINTERS.get(node.prim.name)
+    avals = [a.aval for a in node.inputs] + [o.aval for o in node.outputs]
+    if printer is None or any(str(a.dtype) not in DTYPES for a in avals):
+        return None
+    if any(0 in a.shape for a in avals):
+        return None  # empty arrays: nothing to compile
+    body = printer(node, **node.params)
+    if body is None:
+        return None
+    ins = [Buffer(f"in{i}", _shape(a.aval), str(a.aval.dtype)) for i, a in enumerate(node.inputs)]
+    outs = [Buffer(f"out{i}", _shape(o.aval), str(o.aval.dtype))
+            for i, o in enumerate(node.outputs)]
+    args = ", ".join(b.name for b in ins + outs)
+    source = "\n".join(["import numba", "import numpy as np", "", "",
+                        '@numba.njit(error_model="numpy", nogil=True, cache=True)',
+                        f"def kernel({args}):"] + ["    " + line for line in body]) + "\n"
+    return Routine(name, ins, outs, source, node.prim.name)
+
+
+def _shape(aval) -> tuple:
+    return tuple(aval.shape) or (1,)
+
+
+def _idx(names) -> str:
+    return ", ".join(names) if names else "0"
+
+
+def _loops(shape, parallel=False) -> tuple[list, list]:
+    """Nested ``for`` lines over ``shape`` (C order) and the index names; the outermost loop
+    is a ``prange`` when ``parallel``."""
+    names = [f"i{d}" for d in range(len(shape))]
+    lines = []
+    for d, n in enumerate(shape):
+        rng = "numba.prange" if parallel and d == 0 else "range"
+        lines.append("    " * d + f"for {names[d]} in {rng}({n}):")
+    return lines, names
+
+
+def _big(aval) -> bool:
+    return int(np.prod(aval.shape)) >= PARALLEL_MIN_POINTS
+
+
+# ---------------------------------------------------------------------------------------------
+# Printers: node -> body lines (inputs in0.., outputs out0..)
+
+
+def _concatenate(node, *, axis):
+    out = node.outputs[0].aval
+    lines, start = [], 0
+    lead = ":, " * axis
+    for i, a in enumerate(node.inputs):
+        n = a.aval.shape[axis]
+        lines.append(f"out0[{lead}{start}:{start + n}] = in{i}")
+        start += n
+    return lines if out.ndim else None
+
+
+def _cumsum(node, *, axis, reverse=False):
+    x, out = node.inputs[0].aval, node.outputs[0].aval
+    (axis,) = normalize_axes("cumsum", axis, x.ndim)
+    if str(out.dtype) != str(x.dtype):
+        return None  # integer promotion: leave it to numpy
+    n = x.shape[axis]
+    loops, names = _loops(x.shape, parallel=_big(x) and axis != 0)
+    if reverse:
+        names_k = list(names)
+        names_k[axis] = f"{n - 1} - {names[axis]}"
+        prev = list(names_k)
+        prev[axis] = f"{n} - {names[axis]}"
+    else:
+        names_k, prev = list(names), list(names)
+        prev[axis] = f"{names[axis]} - 1"
+    ind = "    " * len(names)
+    here, before = _idx(names_k), _idx(prev)
+    return loops + [
+        f"{ind}if {names[axis]} == 0:",
+        f"{ind}    out0[{here}] = in0[{here}]",
+        f"{ind}else:",
+        f"{ind}    out0[{here}] = out0[{before}] + in0[{here}]",
+    ]
+
+
+_IDENTITY = {"reduce_sum": "0", "reduce_prod": "1", "reduce_max": "-np.inf",
+             "reduce_min": "np.inf"}
+# max/min propagate NaN as numpy does: a NaN operand wins, and a NaN accumulator stays.
+_COMBINE = {"reduce_sum": "{a} + {v}", "reduce_prod": "{a} * {v}",
+            "reduce_max": "{v} if ({v} > {a} or {v} != {v}) else {a}",
+            "reduce_min": "{v} if ({v} < {a} or {v} != {v}) else {a}"}
+
+
+def _reduce(node, *, axes, keepdims=False):
+    """Any axes (suffix reductions are already fused): accumulate into a float64 (or the
+    output dtype's) array over the kept indices, in C order over the input."""
+    x, out = node.inputs[0].aval, node.outputs[0].aval
+    axes = normalize_axes(node.prim.name, axes, x.ndim)
+    name = node.prim.name
+    if x.ndim == 0 or str(out.dtype) != str(x.dtype) or str(x.dtype) == "bool":
+        return None
+    if name in ("reduce_max", "reduce_min") and not str(x.dtype).startswith("float"):
+        return None
+    acc = {"float32": "np.float64", "complex64": "np.complex128"}.get(str(x.dtype),
+                                                                      f"np.{x.dtype}")
+    kept = [d for d in range(x.ndim) if d not in axes]
+    kshape = tuple(x.shape[d] for d in kept) or (1,)
+    loops, names = _loops(x.shape)
+    kidx = _idx([names[d] for d in kept])
+    ind = "    " * x.ndim
+    combine = _COMBINE[name].format(a=f"acc[{kidx}]", v=f"in0[{_idx(names)}]")
+    body = [f"acc = np.full({kshape!r}, {_IDENTITY[name]}, {acc})"] + loops
+    body.append(f"{ind}acc[{kidx}] = {combine}")
+    body += ["flat = out0.reshape(-1)", "src = acc.reshape(-1)",
+             "for i in range(flat.shape[0]):", "    flat[i] = src[i]"]
+    return body
+
+
+def _reshape(node, *, new_shape):
+    return ["flat = out0.reshape(-1)", "src = in0.reshape(-1)",
+            "for i in range(flat.shape[0]):", "    flat[i] = src[i]"]
+
+
+def _tridiagonal(node):
+    """Thomas sweeps over all columns at once, a block of contiguous columns at a time (the
+    inner loop runs along memory), blocks spread over threads."""
+    x = node.inputs[3].aval
+    n = x.shape[0]
+    m = int(np.prod(x.shape[1:], dtype=np.int64))
+    block = 256
+    blocks = -(-m // block)
+    rng = "numba.prange" if _big(x) else "range"
+    return [
+        f"a = in0.reshape(({n}, {m}))", f"b = in1.reshape(({n}, {m}))",
+        f"c = in2.reshape(({n}, {m}))", f"d = in3.reshape(({n}, {m}))",
+        f"x = out0.reshape(({n}, {m}))",
+        f"cp = np.empty(({n}, {m}), x.dtype)",
+        f"for blk in {rng}({blocks}):",
+        f"    lo = blk * {block}",
+        f"    hi = min(lo + {block}, {m})",
+        "    for j in range(lo, hi):",
+        f"        cp[0, j] = c[0, j] / b[0, j] if {n} > 1 else 0.0",
+        "        x[0, j] = d[0, j] / b[0, j]",
+        f"    for k in range(1, {n}):",
+        "        for j in range(lo, hi):",
+        "            m = b[k, j] - a[k, j] * cp[k - 1, j]",
+        f"            cp[k, j] = c[k, j] / m if k < {n - 1} else 0.0",
+        "            x[k, j] = (d[k, j] - a[k, j] * x[k - 1, j]) / m",
+        f"    for k in range({n - 2}, -1, -1):",
+        "        for j in range(lo, hi):",
+        "            x[k, j] = x[k, j] - cp[k, j] * x[k + 1, j]",
+    ]
+
+
+PRINTERS = {
+    "concatenate": _concatenate, "cumsum": _cumsum, "reshape": _reshape,
+    "reduce_sum": _reduce, "reduce_prod": _reduce, "reduce_max": _reduce,
+    "reduce_min": _reduce, "tridiagonal_solve": _tridiagonal,
+}

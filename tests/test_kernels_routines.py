@@ -1,0 +1,90 @@
+"""Library nodes compiled as numba routines (kernels/routines.py) match the interpreter."""
+
+import numpy as np
+import pytest
+
+import sciml
+from autodiff.interpret import eval_graph_flat
+from autodiff.primitives import get
+from autodiff.trace import make_graph
+from kernels.plancode import PlanCode
+from kernels.routines import PRINTERS, routine
+
+RNG = np.random.default_rng(0)
+X3 = RNG.standard_normal((4, 5, 6))
+
+
+def _check(f, *args, dtype_tol=1e-12, want_routines=1):
+    jf = sciml.jit(f)
+    got = jf(*args)
+    ref = eval_graph_flat(make_graph(f, *args), list(args))
+    got = got if isinstance(got, tuple) else (got,)
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r, rtol=dtype_tol, atol=dtype_tol)
+    c = jf.lower(*args)
+    assert len(c.routines) >= want_routines, str(c)
+    return c
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cumsum(axis, reverse):
+    prim = get("cumsum")
+    _check(lambda x: prim.bind(x * 2.0, axis=axis, reverse=reverse), X3)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_concatenate(axis):
+    _check(lambda x, y: np.concatenate([x * 2.0, y, x], axis=axis), X3, X3 + 1.0)
+
+
+@pytest.mark.parametrize("name", ["sum", "prod", "max", "min"])
+@pytest.mark.parametrize("axes", [(0,), (0, 1), (1,), (0, 2)])
+def test_leading_axis_reductions(name, axes):
+    fn = getattr(np, name)
+    _check(lambda x: fn(x * 0.5, axis=axes), X3)
+
+
+def test_max_propagates_nan_like_numpy():
+    x = X3.copy()
+    x[2, 1, 3] = np.nan
+    out = sciml.jit(lambda v: np.max(v + 0.0, axis=0))(x)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(np.max(x, axis=0)))
+
+
+def test_float32_sum_accumulates_wide():
+    x = (RNG.random((4000, 3)) + 1.0).astype(np.float32)
+    out = sciml.jit(lambda v: np.sum(v * 1.0, axis=0))(x)
+    np.testing.assert_allclose(out, x.astype(np.float64).sum(0), rtol=1e-6)
+
+
+def test_reshape_that_moves_data():
+    _check(lambda x: np.reshape(np.transpose(x) * 2.0, (6, 20)) + 1.0, X3)
+
+
+@pytest.mark.parametrize("shape", [(7,), (1, 3), (21, 9, 11), (3, 300)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tridiagonal_solve(shape, dtype):
+    r = np.random.default_rng(1)
+    a, c = (r.uniform(-1, 1, shape).astype(dtype) for _ in range(2))
+    b = r.uniform(3, 4, shape).astype(dtype)
+    d = r.standard_normal(shape).astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    _check(lambda a, b, c, d: get("tridiagonal_solve").bind(a, b, c, d * 1.0), a, b, c, d,
+           dtype_tol=tol)
+
+
+def test_a_plan_of_kernels_and_routines_is_one_compiled_function():
+    def f(x):
+        up = np.concatenate([x[1:], np.zeros_like(x[:1])], axis=0)
+        col = np.cumsum(x * up, axis=0)
+        return np.sum(col, axis=0) + np.sqrt(np.abs(x[0]))
+
+    c = _check(f, X3, want_routines=2)
+    assert isinstance(c.plan, PlanCode)
+
+
+def test_nodes_without_a_routine_stay_library_nodes():
+    g = make_graph(lambda x: np.cumsum(x, axis=0), np.zeros((3, 2), np.float16))
+    assert routine(g.body[0], "r") is None  # half types are converted by the step plan
+    assert "dot_general" not in PRINTERS
