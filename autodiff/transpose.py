@@ -509,16 +509,14 @@ def _slice_axis(x, ax, lo, hi):
 
 
 @deftranspose("im2col")
-def _t_im2col(ct, x, *, kernel, stride, padding, dilation, value=0.0):
+def _t_im2col(ct, x, *, kernel, value=0.0, **params):
     shape = x.aval.shape[x.aval.ndim - len(kernel) - 1:-1]
-    return [bind(P["col2im"], ct, shape=shape, kernel=kernel, stride=stride, padding=padding,
-                 dilation=dilation)]
+    return [bind(P["col2im"], ct, shape=shape, kernel=kernel, **params)]
 
 
 @deftranspose("col2im")
-def _t_col2im(ct, cols, *, shape, kernel, stride, padding, dilation):
-    return [bind(P["im2col"], ct, kernel=kernel, stride=stride, padding=padding,
-                 dilation=dilation, value=0.0)]
+def _t_col2im(ct, cols, *, shape, **params):
+    return [bind(P["im2col"], ct, value=0.0, **params)]
 
 
 @deftranspose("concatenate")

@@ -13,7 +13,7 @@ with ``xpad`` the input padded by ``padding = ((lo_i, hi_i), ...)`` with ``value
 with the same parameters (and ``shape = S``) sums every patch entry back where it was read from
 and drops the padding: it is the transpose of ``im2col`` (value 0), and ``im2col`` is its
 transpose. Both are linear, so every transform has a one-line rule. The numpy implementations
-below are the reference; ``kernels.windows`` has compiled ones for the CPU.
+below are the reference; ``kernels.library`` has compiled ones for the CPU.
 
 >>> import numpy as np
 >>> x = np.arange(4.0).reshape(1, 4, 1)            # one batch, 4 points, 1 channel
@@ -78,6 +78,12 @@ def _im2col_rule(x, *, kernel, stride, padding, dilation, value=0.0):
     return AbstractValue(lead + out + kernel + x.shape[-1:], x.dtype, x.weak)
 
 
+def split_patches(shape, nd):
+    """(lead, out, kernel) axes of a patches shape."""
+    lead = shape[:len(shape) - 2 * nd - 1]
+    return lead, shape[len(lead):len(lead) + nd], shape[len(lead) + nd:-1]
+
+
 def _col2im_rule(cols, *, shape, kernel, stride, padding, dilation):
     kernel, stride, padding, dilation = window_params("col2im", kernel, stride, padding, dilation)
     nd = len(kernel)
@@ -89,17 +95,21 @@ def _col2im_rule(cols, *, shape, kernel, stride, padding, dilation):
         raise ShapeError(f"col2im: patches {cols.shape} need {nd} window-position axes, {nd} "
                          "kernel axes and a trailing channel axis")
     out = window_out_shape("col2im", shape, kernel, stride, padding, dilation)
-    got = cols.shape[cols.ndim - 2 * nd - 1:-1]
-    if got != out + kernel:
+    lead, got_out, got_kernel = split_patches(cols.shape, nd)
+    if (got_out, got_kernel) != (out, kernel):
         raise ShapeError(f"col2im: patches {cols.shape} do not match an input of spatial shape "
                          f"{shape}: expected (..., {', '.join(map(str, out + kernel))}, C)")
-    lead = cols.shape[:cols.ndim - 2 * nd - 1]
     return AbstractValue(lead + shape + cols.shape[-1:], cols.dtype, cols.weak)
 
 
 def _tap_slices(tap, out, stride, dilation):
     return tuple(slice(t * d, t * d + s * (o - 1) + 1, s)
                  for t, o, s, d in zip(tap, out, stride, dilation))
+
+
+def _tap_index(tap, nlead, nd):
+    """Index of one kernel tap's (*B, *O, C) block in the patches."""
+    return (slice(None),) * (nlead + nd) + tap
 
 
 def _im2col_impl(x, *, kernel, stride, padding, dilation, value=0.0):
@@ -112,21 +122,20 @@ def _im2col_impl(x, *, kernel, stride, padding, dilation, value=0.0):
     cols = np.empty(lead + out + tuple(kernel) + x.shape[-1:], x.dtype)
     skip = (slice(None),) * len(lead)
     for tap in np.ndindex(*kernel):
-        cols[skip + (slice(None),) * nd + tap] = xp[skip + _tap_slices(tap, out, stride,
-                                                                      dilation)]
+        cols[_tap_index(tap, len(lead), nd)] = xp[
+            skip + _tap_slices(tap, out, stride, dilation)]
     return cols
 
 
 def _col2im_impl(cols, *, shape, kernel, stride, padding, dilation):
     nd = len(kernel)
-    lead = cols.shape[:cols.ndim - 2 * nd - 1]
-    out = cols.shape[len(lead):len(lead) + nd]
+    lead, out, _ = split_patches(cols.shape, nd)
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(shape, padding))
     xp = np.zeros(lead + padded + cols.shape[-1:], cols.dtype)
     skip = (slice(None),) * len(lead)
     for tap in np.ndindex(*kernel):
         xp[skip + _tap_slices(tap, out, stride, dilation)] += cols[
-            skip + (slice(None),) * nd + tap]
+            _tap_index(tap, len(lead), nd)]
     inner = tuple(slice(lo, lo + n) for n, (lo, _) in zip(shape, padding))
     return np.ascontiguousarray(xp[skip + inner])
 
