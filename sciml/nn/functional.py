@@ -1,8 +1,10 @@
 """Stateless network functions written with traced numpy, so they differentiate for free.
 
-Convolution is im2col: one strided slice of the padded input per kernel tap, stacked and
-contracted with the kernel by one ``dot_general`` (a BLAS matmul). Pooling stacks the same slices
-and reduces over them. Softmax and its relatives subtract the maximum first (stable log-sum-exp).
+Convolution is im2col: the ``im2col`` primitive gathers the patches of the channels-last input
+and one ``dot_general`` (a BLAS matmul) contracts them with the kernel; its derivative is two
+matmuls and one ``col2im`` scatter-add. Pooling reduces the same patches over the taps (or, for
+non-overlapping windows, a reshaped view). Softmax and its relatives subtract the maximum first
+(stable log-sum-exp).
 
 >>> import numpy as np
 >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
@@ -19,6 +21,8 @@ import numpy as np
 
 from autodiff import lax
 from autodiff.errors import ShapeError
+from autodiff.ops import window
+from autodiff.ops.window import window_out_shape
 from autodiff.trace import abstractify
 
 from .. import numpy as snp
@@ -32,21 +36,20 @@ def _pair(v, n, what, op):
     return v
 
 
-def _windows(x, kernel, stride, dilation, op):
-    """Strided views of the trailing ``len(kernel)`` axes of x, one per kernel tap."""
+def _patches(x, kernel, stride, padding, dilation, op, value=0.0):
+    """im2col of the trailing ``len(kernel)`` axes of a channels-last ``x (*B, *S, C)``:
+    (*B, *O, *K, C), with the output shape checked here so errors name the layer's op."""
+    xa = abstractify(x)
     nd = len(kernel)
-    spatial = x.shape[-nd:]
-    out = [(n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(spatial, kernel, stride, dilation)]
-    if any(o <= 0 for o in out):
-        raise ShapeError(f"{op}: input spatial shape {tuple(spatial)} is smaller than the kernel "
-                         f"{tuple(kernel)} (dilation {tuple(dilation)})")
-    lead = (slice(None),) * (x.ndim - nd)
-    views = []
-    for tap in np.ndindex(*kernel):
-        idx = tuple(slice(t * d, t * d + s * (o - 1) + 1, s)
-                    for t, d, s, o in zip(tap, dilation, stride, out))
-        views.append(x[lead + idx])
-    return views, out
+    pads = tuple((p, p) for p in padding)
+    window_out_shape(op, xa.shape[xa.ndim - nd - 1:-1], tuple(kernel), stride, pads, dilation)
+    return window.im2col(x, kernel=tuple(kernel), stride=tuple(stride), padding=pads,
+                         dilation=tuple(dilation), value=value)
+
+
+def _channels_last(x, nd):
+    """(N, C, *S) -> (N, *S, C): each window position becomes one contiguous run of C."""
+    return snp.transpose(x, (0, *range(2, nd + 2), 1))
 
 
 def _windows_shape(spatial, kernel, stride, padding, dilation, nd):
@@ -56,17 +59,14 @@ def _windows_shape(spatial, kernel, stride, padding, dilation, nd):
                  for n, kk, ss, pp, dd in zip(spatial, k, s, p, d))
 
 
-def _pad_spatial(x, padding, nd, value=0.0):
-    if not any(padding):
-        return x
-    widths = [(0, 0)] * (x.ndim - nd) + [(p, p) for p in padding]
-    return snp.pad(x, widths, constant_values=value)
+def conv(x, w, stride=1, padding=0, dilation=1, bias=None):
+    """N-d convolution (cross-correlation, as in deep learning): x (N, C, *S), w (O, C, *K),
+    plus ``bias`` (O,) when given.
 
-
-def conv(x, w, stride=1, padding=0, dilation=1):
-    """N-d convolution (cross-correlation, as in deep learning): x (N, C, *S), w (O, C, *K).
-
-    Returns (N, O, *S_out) with ``S_out = (S + 2p - d (K - 1) - 1) // s + 1``.
+    Returns (N, O, *S_out) with ``S_out = (S + 2p - d (K - 1) - 1) // s + 1``. Computed as one
+    im2col gather of the channels-last input and one matrix product (N * S_out positions by
+    K * C), whose transpose is one matrix product and one col2im scatter-add. The bias is added
+    to the (positions, O) product, where its gradient is a sum over the leading axis.
     """
     xa, wa = abstractify(x), abstractify(w)
     nd = wa.ndim - 2
@@ -78,22 +78,30 @@ def conv(x, w, stride=1, padding=0, dilation=1):
     padding = _pair(padding, nd, "padding", op)
     dilation = _pair(dilation, nd, "dilation", op)
     x, w = precision.cast_for("conv", x, w)
-    views, out = _windows(_pad_spatial(x, padding, nd), wa.shape[2:], stride, dilation, op)
-    n, c, o = xa.shape[0], wa.shape[1], wa.shape[0]
-    k = math.prod(wa.shape[2:])
-    cols = snp.reshape(snp.stack(views, axis=2), (n, c * k, math.prod(out)))
-    y = precision.dot_general(snp.reshape(w, (o, c * k)), cols, (((1,), (1,)), ((), ())))
-    return snp.reshape(snp.transpose(y, (1, 0, 2)), (n, o, *out))
+    cols = _patches(_channels_last(x, nd), wa.shape[2:], stride, padding, dilation, op)
+    n, o, ck = xa.shape[0], wa.shape[0], wa.shape[1] * math.prod(wa.shape[2:])
+    out = abstractify(cols).shape[1:nd + 1]
+    # (O, *K, C) rows match the patches' (*K, C) columns.
+    wl = snp.reshape(_channels_last(w, nd), (o, ck))
+    y = precision.dot_general(snp.reshape(cols, (n * math.prod(out), ck)), wl,
+                              (((1,), (1,)), ((), ())))
+    if bias is not None:
+        y = y + precision.cast_for("conv", bias)[0]
+    return snp.transpose(snp.reshape(y, (n, *out, o)), (0, nd + 1, *range(1, nd + 1)))
 
 
 def conv_patches(x, kernel, stride=1, padding=0, dilation=1):
-    """The im2col matrix of ``conv``: (N, C*K, P) (used by curvature optimizers)."""
+    """The im2col matrix of ``conv``: (N, P, C*K), columns in the order of ``w.reshape(O, -1)``
+    (used by curvature optimizers)."""
     xa = abstractify(x)
     nd = len(kernel)
-    views, out = _windows(_pad_spatial(x, padding, nd), kernel, _pair(stride, nd, "stride", "conv"),
-                          _pair(dilation, nd, "dilation", "conv"), "conv")
-    return snp.reshape(snp.stack(views, axis=2),
-                       (xa.shape[0], xa.shape[1] * math.prod(kernel), math.prod(out)))
+    cols = _patches(_channels_last(x, nd), kernel, _pair(stride, nd, "stride", "conv"),
+                    _pair(padding, nd, "padding", "conv"),
+                    _pair(dilation, nd, "dilation", "conv"), "conv")
+    out = abstractify(cols).shape[1:nd + 1]
+    perm = (0, *range(1, nd + 1), 2 * nd + 1, *range(nd + 1, 2 * nd + 1))  # (N, *O, C, *K)
+    return snp.reshape(snp.transpose(cols, perm),
+                       (xa.shape[0], math.prod(out), xa.shape[1] * math.prod(kernel)))
 
 
 def _pool(x, kernel, stride, padding, nd, reduce, pad_value, op):
@@ -117,8 +125,9 @@ def _pool(x, kernel, stride, padding, nd, reduce, pad_value, op):
         out = tuple(n // k for n, k in zip(spatial, kernel))
         xw = snp.reshape(snp.transpose(xr, perm), (math.prod(kernel), *xa.shape[:-nd], *out))
         return reduce(xw, axis=0)
-    views, _ = _windows(_pad_spatial(x, padding, nd, pad_value), kernel, stride, (1,) * nd, op)
-    return reduce(snp.stack(views, axis=0), axis=0)
+    # Overlapping or padded windows: the patches of x seen as one channel, reduced over taps.
+    cols = _patches(snp.expand_dims(x, -1), kernel, stride, padding, (1,) * nd, op, pad_value)
+    return reduce(cols, axis=tuple(range(xa.ndim, xa.ndim + nd + 1)))
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):

@@ -88,10 +88,8 @@ class _Conv(Cell):
         sc = _scope()
         if sc is not None and sc.taps is not None:
             return self._construct_tapped(x)
-        y = F.conv(x, self.weight, self.stride, self.padding, self.dilation)
-        if self.has_bias:
-            y = y + snp.reshape(precision.cast_for("conv", self.bias)[0], (-1,) + (1,) * self.nd)
-        return y
+        return F.conv(x, self.weight, self.stride, self.padding, self.dilation,
+                      self.bias if self.has_bias else None)
 
     def _construct_tapped(self, x):
         # The same convolution as an explicit Dense on the im2col patches, so the optimizer
@@ -99,13 +97,13 @@ class _Conv(Cell):
         x, w = precision.cast_for("conv", x, self.weight)
         cols = F.conv_patches(x, self.kernel_size, self.stride,
                               F._pair(self.padding, self.nd, "padding", "conv"), self.dilation)
-        n, ck, p = abstractify(cols).shape
-        y = precision.dot_general(cols, snp.reshape(w, (self.out_channels, ck)),
-                                  (((1,), (1,)), ((), ())))          # (N, P, O)
+        n, p, ck = abstractify(cols).shape
+        rows = snp.reshape(cols, (n * p, ck))
+        y = precision.dot_general(rows, snp.reshape(w, (self.out_channels, ck)),
+                                  (((1,), (1,)), ((), ())))          # (N * P, O)
         if self.has_bias:
             y = y + precision.cast_for("conv", self.bias)[0]
-        y = _tap(self, snp.reshape(snp.transpose(cols, (0, 2, 1)), (n * p, ck)),
-                 snp.reshape(y, (n * p, self.out_channels)))
+        y = _tap(self, rows, y)
         out = F._windows_shape(abstractify(x).shape[2:], self.kernel_size, self.stride,
                                self.padding, self.dilation, self.nd)
         return snp.transpose(snp.reshape(y, (n, *out, self.out_channels)),

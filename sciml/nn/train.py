@@ -25,6 +25,7 @@ from autodiff import dtypes
 from autodiff.errors import UnsupportedError
 from autodiff.interpret import eval_graph_flat
 from autodiff.pytree import tree_flatten, tree_unflatten
+from autodiff.schedule import Schedule
 from autodiff.trace import Tracer, make_graph
 
 from .. import precision
@@ -87,10 +88,12 @@ def grad(fn, has_aux=False):
 class compiled:
     """Trace ``fn`` once per argument signature into a graph and run that graph.
 
-    ``backend="interpret"`` (the default) runs the optimised graph in the reference interpreter:
-    one numpy call per node, matmuls and convolutions as BLAS matmuls. ``backend="cpu"`` runs
-    it through ``kernels.jit`` (fused numba kernels); on the networks measured so far (see
-    bench/RESULTS.md) that compiles for about a minute and runs slower, hence the default.
+    ``backend="interpret"`` (the default) replays the optimised graph with an
+    ``autodiff.schedule.Schedule``: one numpy call per node, matmuls and convolutions as BLAS
+    matmuls, elementwise results in buffers reused from call to call (in place where an operand
+    dies), im2col/col2im through the compiled ``kernels.library`` loops. ``backend="cpu"`` runs
+    it through ``kernels.jit`` (fused numba kernels), which takes seconds to compile a training
+    step and is not faster on the networks measured (bench/RESULTS.md).
     """
 
     def __init__(self, fn, name="step", backend="interpret"):
@@ -108,9 +111,8 @@ class compiled:
         sig = (tree, tuple((x.shape, x.dtype) for x in leaves))
         if sig not in self.cache:
             self.cache[sig] = self._build(args)
-        graph = self.cache[sig]
-        out = eval_graph_flat(graph, leaves)
-        return tree_unflatten(graph.meta["out_tree"], out)
+        run = self.cache[sig]
+        return tree_unflatten(run.graph.meta["out_tree"], run(leaves))
 
     def _build(self, args):
         from autodiff.passes import optimize
@@ -121,7 +123,17 @@ class compiled:
         meta = dict(g.meta)
         g = optimize(g)
         g.meta.update(meta)
-        return g
+        impls = _compiled_impls()
+        return Schedule(g, impls=impls, into=impls)
+
+
+def _compiled_impls():
+    """Compiled implementations of library primitives (numba), when numba imports."""
+    try:
+        from kernels.library import IMPLS
+    except ImportError:
+        return {}
+    return IMPLS
 
 
 class TrainOneStep:
