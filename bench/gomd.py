@@ -66,12 +66,13 @@ def bytes_per_step(fast: CompiledStep, state, isplit: int) -> int:
     once and its body's kernels isplit - 1 times."""
     total = 0
     for c in fast.lower(state):
-        total += kernel_bytes(c.kernels.values())
+        total += kernel_bytes([*c.kernels.values(), *c.routines.values()])
         for g in c.groups:
             if isinstance(g, Cluster) or g.node.prim.name != "fori_loop":
                 continue
             body = compile_graph(g.node.params["body"], "cpu", build=False)
-            total += (isplit - 1) * kernel_bytes(body.kernels.values())
+            total += (isplit - 1) * kernel_bytes([*body.kernels.values(),
+                                                  *body.routines.values()])
     return total
 
 
