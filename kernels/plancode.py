@@ -6,8 +6,9 @@ Here the plan is printed as a numba function that calls the fused kernels direct
 the loop itself; the host returns to Python once per jitted call. The loop's carries alternate
 between two buffer sets allocated once (ping-pong), so iterations allocate nothing.
 
-Used for plans made of kernels and ``fori_loop`` nodes (nested loops included) whose values
-have numba dtypes; any other plan runs step by step from Python (``kernels.plan.Plan``).
+Used for plans made of kernels (fused kernels and compiled library routines) and control flow
+(``fori_loop``, ``while_loop``, ``scan``, ``cond``; nested) whose values have numba dtypes; any
+other plan runs step by step from Python (``kernels.plan.Plan``).
 Loop bounds and every other value that changes between calls are arguments of the function,
 never constants baked into its source.
 """
@@ -65,7 +66,7 @@ def build(plan, compile_sub):
     """``PlanCode`` for ``plan`` when it has a loop or several kernels and every step is
     covered, else None (one kernel alone gains nothing from a plan function)."""
     kernels = sum(isinstance(s, KernelStep) for s in plan.steps)
-    if not any(_is_fori(s) for s in plan.steps) and kernels < 2:
+    if not any(_is_control(s) for s in plan.steps) and kernels < 2:
         return None
     em = _Emitter(compile_sub)
     try:
@@ -99,8 +100,11 @@ def _fresh_outputs(plan) -> list:
     return out
 
 
-def _is_fori(step) -> bool:
-    return isinstance(step, LibraryStep) and step.node.prim.name == "fori_loop"
+CONTROL = ("fori_loop", "while_loop", "cond", "scan")
+
+
+def _is_control(step) -> bool:
+    return isinstance(step, LibraryStep) and step.node.prim.name in CONTROL
 
 
 def _check_dtypes(plan):
@@ -138,8 +142,8 @@ class _Emitter:
         for step in plan.steps:
             if isinstance(step, KernelStep):
                 self.kernel(step, env, ind, out_names)
-            elif _is_fori(step):
-                self.fori(step.node, env, ind)
+            elif _is_control(step):
+                getattr(self, step.node.prim.name)(step.node, env, ind)
             else:
                 raise NotEligible(step.node.prim.name)
 
@@ -171,7 +175,7 @@ class _Emitter:
             return str(int(a.value))
         return f"{env[a.id]}[0]"
 
-    def fori(self, node, env, ind):
+    def fori_loop(self, node, env, ind):
         p = node.params
         body, n = p["body"], p["num_carry"]
         sub = self.compile_sub(body)
@@ -196,6 +200,89 @@ class _Emitter:
             for c, o in zip(carry, sub.graph.outputs):
                 self.emit(ind + 2, f"{c} = {self.result(o, sub_env, copy=False)}")
         for v, c in zip(node.outputs, carry):
+            env[v.id] = c
+
+    def subplan(self, graph, args, ind) -> list:
+        """Emit ``graph`` (compiled as a sub-plan) on the argument names ``args``; returns the
+        names of its results. Each emission owns its buffers, so two emissions of one graph
+        (the parities of a loop, the branches of a cond) never overwrite each other."""
+        sub = self.compile_sub(graph)
+        sub_env = {q.id: a for q, a in zip(graph.params, args)}
+        self.plan(sub, sub_env, ind, self.body_outputs(sub))
+        return [self.result(o, sub_env, copy=False) for o in sub.graph.outputs]
+
+    def carries(self, inputs, env, ind) -> list:
+        names = [self.fresh("c") for _ in inputs]
+        for c, a in zip(names, inputs):
+            self.emit(ind, f"{c} = {self.value(a, env, _Shape(a.aval))}")
+        return names
+
+    def while_loop(self, node, env, ind):
+        p = node.params
+        n, nc = p["num_carry"], p["num_cond_captures"]
+        carry = self.carries(node.inputs[:n], env, ind)
+        ccap = [self.value(a, env, _Shape(a.aval)) for a in node.inputs[n:n + nc]]
+        bcap = [self.value(a, env, _Shape(a.aval)) for a in node.inputs[n + nc:]]
+        steps = self.fresh("nw")
+        self.emit(ind, f"{steps} = 0")
+        self.emit(ind, "while True:")
+        (ok,) = self.subplan(p["cond_graph"], carry + ccap, ind + 1)
+        self.emit(ind + 1, f"if not {ok}[0]:")
+        self.emit(ind + 2, "break")
+        if p.get("max_steps") is not None:
+            self.emit(ind + 1, f"if {steps} >= {int(p['max_steps'])}:")
+            self.emit(ind + 2, "break")
+        for parity in (0, 1):  # ping-pong: an iteration never overwrites what it reads
+            self.emit(ind + 1, f"if {steps} % 2 == 0:" if parity == 0 else "else:")
+            outs = self.subplan(p["body_graph"], carry + bcap, ind + 2)
+            for c, o in zip(carry, outs):
+                self.emit(ind + 2, f"{c} = {o}")
+        self.emit(ind + 1, f"{steps} += 1")
+        for v, c in zip(node.outputs, carry):
+            env[v.id] = c
+
+    def cond(self, node, env, ind):
+        branches = node.params["branches"]
+        args = [self.value(a, env, _Shape(a.aval)) for a in node.inputs[1:]]
+        which = self.fresh("sel")
+        self.emit(ind, f"{which} = min(max(int({self.scalar(node.inputs[0], env)}), 0), "
+                       f"{len(branches) - 1})")
+        results = [self.fresh("cr") for _ in node.outputs]
+        for i, g in enumerate(branches):
+            self.emit(ind, f"{'if' if i == 0 else 'elif'} {which} == {i}:" if i < len(
+                branches) - 1 else "else:")
+            for r, o in zip(results, self.subplan(g, args, ind + 1)):
+                self.emit(ind + 1, f"{r} = {o}")
+        for v, r in zip(node.outputs, results):
+            env[v.id] = r
+
+    def scan(self, node, env, ind):
+        p = node.params
+        body, length, n, nx = p["body"], p["length"], p["num_carry"], p["num_xs"]
+        carry = self.carries(node.inputs[:n], env, ind)
+        xs = [self.value(a, env, _Shape(a.aval)) for a in node.inputs[n:n + nx]]
+        caps = [self.value(a, env, _Shape(a.aval)) for a in node.inputs[n + nx:]]
+        ys = []
+        for v in node.outputs[n:]:
+            dt = KERNEL_ARRAY_DTYPE.get(str(v.aval.dtype), np.dtype(v.aval.dtype))
+            ys.append(self.own(np.empty(v.aval.shape, dt)))
+        t, k = self.fresh("ti"), self.fresh("par")
+        order = f"range({length} - 1, -1, -1)" if p.get("reverse") else f"range({length})"
+        self.emit(ind, f"{k} = 0")
+        self.emit(ind, f"for {t} in {order}:")
+        # 0-d slices stay one-element arrays (the kernels' view of a scalar)
+        x_t = [f"{x}[{t}:{t} + 1]" if a.aval.ndim == 1 else f"{x}[{t}]"
+               for x, a in zip(xs, node.inputs[n:n + nx])]
+        for parity in (0, 1):
+            self.emit(ind + 1, f"if {k} % 2 == 0:" if parity == 0 else "else:")
+            outs = self.subplan(body, carry + x_t + caps, ind + 2)
+            for c, o in zip(carry, outs[:n]):
+                self.emit(ind + 2, f"{c} = {o}")
+            for y, o, v in zip(ys, outs[n:], node.outputs[n:]):
+                dst = f"{y}[{t}:{t} + 1]" if v.aval.ndim == 1 else f"{y}[{t}]"
+                self.emit(ind + 2, f"{dst}[...] = {o}.reshape({dst}.shape)")
+        self.emit(ind + 1, f"{k} += 1")
+        for v, c in zip(node.outputs, carry + ys):
             env[v.id] = c
 
     def body_outputs(self, sub) -> dict:

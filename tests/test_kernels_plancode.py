@@ -80,3 +80,57 @@ def test_several_kernels_run_in_one_function():
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=1e-13)
     assert not np.shares_memory(got[2], u)
+
+
+def _same(f, *args, rtol=1e-12):
+    g = jit(f)
+    got, want = g(*args), _ref(f, *args)
+    got = got if isinstance(got, tuple) else (got,)
+    want = want if isinstance(want, (tuple, list)) else (want,)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=rtol)
+    c = g.lower(*args)
+    assert isinstance(c.plan, PlanCode), str(c)
+    return c
+
+
+def test_while_loop_runs_in_the_plan_function():
+    def f(u, tol):
+        def cond(c):
+            v, k = c
+            return (np.abs(v).max() > tol) & (k < 100)
+
+        def body(c):
+            v, k = c
+            return 0.5 * (snp.shift(v, (1,), "periodic") + v) * 0.9, k + 1
+
+        return sciml.while_loop(cond, body, (u, 0))
+
+    u = np.random.default_rng(1).random(17)
+    for tol in (2.0, 0.1, 1e-3):  # zero, a few and many iterations
+        c = _same(f, u, tol)
+    assert "while True" in c.plan.source
+
+
+def test_cond_and_scan_run_in_the_plan_function():
+    def f(u, flag):
+        v = sciml.cond(flag, lambda w: np.sin(w) * 2.0, lambda w: np.cos(w) + w, u)
+
+        def step(carry, x):
+            s = carry + x * x
+            return s, s.sum()
+
+        total, sums = sciml.scan(step, np.zeros(u.shape[1]), v)
+        return total, sums
+
+    u = np.random.default_rng(2).random((6, 5))
+    for flag in (True, False):
+        c = _same(f, u, flag)
+    assert "for ti" in c.plan.source and "if sel" in c.plan.source
+
+
+def test_reverse_scan_with_scalar_slices():
+    def f(xs, c0):
+        return sciml.scan(lambda c, x: (c * 0.5 + x, c * x + 1.0), c0, xs, reverse=True)
+
+    _same(f, np.linspace(0, 1, 9), 2.0)
