@@ -119,12 +119,6 @@ def test_config_errors(tmp_path):
     assert (cfg.dte, cfg.isplit) == (3.0, 10)
 
 
-def test_mccalpin_not_implemented():
-    params = make_params(load_config("classic", pressure_gradient="mccalpin", **SMALL))
-    with pytest.raises(NotImplementedError, match="McCalpin"):
-        step(init_state(params), params)
-
-
 def test_float32_run_stays_float32():
     params = make_params(load_config("classic", precision="float32", **SMALL))
     state = init_state(params)

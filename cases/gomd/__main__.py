@@ -37,6 +37,9 @@ def parse_args(argv=None):
                     help="cpu: sciml.jit fused kernels (default); gpu: sciml.jit's GPU "
                     "backend; numpy: the eager plain-array reference")
     ap.add_argument("--precision", default=None, choices=["float64", "float32"])
+    ap.add_argument("--pressure-gradient", default=None, choices=["second", "mccalpin"],
+                    help="baroclinic pressure gradient: second (pom2k baropg, default) or "
+                    "mccalpin (fourth-order horizontal differences, McCalpin 1994)")
     ap.add_argument("--out", default="gomd-out", help="output folder")
     ap.add_argument("--checkpoint-every", type=int, default=0,
                     help="internal steps between checkpoints (0: only at the end)")
@@ -54,7 +57,8 @@ def parse_args(argv=None):
 def build_config(args):
     grid = parse_grid(args.grid) if args.grid else (None, None, None)
     return load_config(args.preset, args.config, days=args.days, precision=args.precision,
-                       im=grid[0], jm=grid[1], kb=grid[2], output_every=args.output_every)
+                       im=grid[0], jm=grid[1], kb=grid[2], output_every=args.output_every,
+                       pressure_gradient=args.pressure_gradient)
 
 
 def stepper(params, backend: str):

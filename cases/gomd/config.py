@@ -65,7 +65,7 @@ class Config:
     aam_init: float = 500.0
     small: float = 1.0e-9
     # numerics and run control
-    pressure_gradient: str = "second"  # "second" | "mccalpin" (not implemented)
+    pressure_gradient: str = "second"  # "second" (pom2k baropg) | "mccalpin" (fourth order)
     precision: str = "float64"
     velocity_limit: float = 10.0  # blow-up guard on |u|, |v| (m/s)
     output_every: float = 1.0 / 24.0  # diagnostics interval (days)

@@ -68,33 +68,59 @@ def advct(u, v, ub, vb, dt, aam, p):
     return advx, advy
 
 
+def _faces_second(a, axis, mask, inner):
+    """``a`` at the west (south) faces and its undivided difference across them, from the two
+    nearest centres (pom2k baropg)."""
+    avg, diff = (AXB, dxb) if axis == "x" else (AYB, dyb)
+    return avg(a), diff(a)
+
+
+def _faces_mccalpin(a, axis, mask, inner):
+    """Fourth-order face value and difference (McCalpin 1994) from the four nearest centres:
+    (9 (a[i-1] + a[i]) - (a[i-2] + a[i+1])) / 16 and (27 (a[i] - a[i-1]) - (a[i+1] - a[i-2]))
+    / 24, written as corrections of the two-point forms by the differences across the faces
+    on either side. A neighbouring face on land (``mask`` 0) drops out of the correction;
+    outside ``inner`` (the first two faces and the last one, whose wider stencil leaves the
+    domain) the two-point forms stay."""
+    avg, diff = (AXB, dxb) if axis == "x" else (AYB, dyb)
+    d = diff(a) * mask
+    ahead, behind = shift(d, axis, 1), shift(d, axis, -1)
+    value = avg(a) * mask + (behind - ahead) / 16.0
+    delta = d - (ahead - 2.0 * d + behind) / 24.0
+    return np.where(inner, value, avg(a)), np.where(inner, delta, diff(a))
+
+
+FACES = {"second": _faces_second, "mccalpin": _faces_mccalpin}
+
+
 def baropg(rho, dt, p, cfg):
-    """Baroclinic pressure gradient (second order, sigma coordinates), integrated from the
-    surface down: g D dz/dx of rho' minus the sigma-slope correction (pom2k baropg)."""
-    if cfg.pressure_gradient != "second":
-        raise NotImplementedError(
-            "the fourth-order McCalpin pressure gradient is not implemented in GOMD yet; "
-            "use pressure_gradient = 'second'")
-    g, zz, kb = cfg.grav, p["zz"], p["kb"]
+    """Baroclinic pressure gradient in sigma coordinates, integrated from the surface down:
+    g D dz/dx of rho' minus the sigma-slope correction (pom2k ``baropg``; with
+    ``pressure_gradient = "mccalpin"`` the horizontal differences and face values of rho' and
+    D are fourth order, as in POM's ``baropg_mcc``; the vertical stays second order)."""
+    if cfg.pressure_gradient not in FACES:
+        raise ValueError(f"pressure_gradient must be one of {sorted(FACES)}, got "
+                         f"{cfg.pressure_gradient!r}")
+    faces = FACES[cfg.pressure_gradient]
+    g, zz, kb, (jm, im) = cfg.grav, p["zz"], p["kb"], p["shape2"]
     rp = rho - p["rmean"]
     zzm = np.concatenate([np.zeros(1, zz.dtype), zz[:-1]])  # zz(k-1), unused at k = 1
     first = levels(kb, 1, 1)
 
-    def integrate(dd, ddif, rsum, rdif_k, ravg_dz):
-        top = 0.5 * g * (-zz[0]) * dd * rdif_k
-        inc = (g * 0.25 * _col(zzm - zz) * dd * ravg_dz
+    def integrate(axis, mask, inner):
+        dface, ddif = faces(dt, axis, mask, inner)
+        rface, rdif = faces(rp, axis, mask, inner)
+        rs = rface * 2.0
+        rsum = rs - shift(rs, "z", -1)  # 2 (rho'(k) - rho'(k-1)) at the face
+        dd = 2.0 * dface
+        top = 0.5 * g * (-zz[0]) * dd * rdif
+        inc = (g * 0.25 * _col(zzm - zz) * dd * (rdif + shift(rdif, "z", -1))
                + g * 0.25 * _col(zzm + zz) * ddif * rsum)
         return csum_z(np.where(first, top, inc))
 
-    # x: rho'(i) - rho'(i-1) at k, and the combinations pom2k uses between k-1 and k
-    rx = dxb(rp)
-    rxs = AXB(rp) * 2.0
-    drhox = integrate(2.0 * AXB(dt), dxb(dt), rxs - shift(rxs, "z", -1), rx,
-                      rx + shift(rx, "z", -1))
-    ry = dyb(rp)
-    rys = AYB(rp) * 2.0
-    drhoy = integrate(2.0 * AYB(dt), dyb(dt), rys - shift(rys, "z", -1), ry,
-                      ry + shift(ry, "z", -1))
+    # the fourth-order stencil reaches two centres back and one ahead of a face
+    drhox = integrate("x", p["dum"], box((jm, im), 3, im - 1, 1, jm))
+    drhoy = integrate("y", p["dvm"], box((jm, im), 1, im, 3, jm - 1))
     reg = p["interior"] & _upper(p)
     drhox = np.where(reg, AXB(dt) * drhox * p["dum"] * AXB(p["dy"]), 0.0)
     drhoy = np.where(reg, AYB(dt) * drhoy * p["dvm"] * AYB(p["dx"]), 0.0)
