@@ -172,14 +172,11 @@ def _reduce(node, *, axes, keepdims=False):
     combine = _COMBINE[name].format(a=f"acc[{kidx}]", v=f"in0[{_idx(names)}]")
     body = [f"acc = np.full({kshape!r}, {_IDENTITY[name]}, {acc})"] + loops
     body.append(f"{ind}acc[{kidx}] = {combine}")
-    body += ["flat = out0.reshape(-1)", "src = acc.reshape(-1)",
-             "for i in range(flat.shape[0]):", "    flat[i] = src[i]"]
-    return body
+    return body + _copy("out0", "acc")
 
 
 def _reshape(node, *, new_shape):
-    return ["flat = out0.reshape(-1)", "src = in0.reshape(-1)",
-            "for i in range(flat.shape[0]):", "    flat[i] = src[i]"]
+    return _copy("out0", "in0")
 
 
 def _tridiagonal(node):
@@ -213,8 +210,94 @@ def _tridiagonal(node):
     ]
 
 
+def _pre_post(shape, axis) -> tuple[int, int]:
+    pre = int(np.prod(shape[:axis], dtype=np.int64))
+    return pre, int(np.prod(shape[axis + 1:], dtype=np.int64))
+
+
+def _take(node, *, axis):
+    """Gather along ``axis``; indices wrap once from the end and clip, as the reference."""
+    x, idx = node.inputs[0].aval, node.inputs[1].aval
+    axis = axis % x.ndim
+    n, m = x.shape[axis], int(np.prod(idx.shape, dtype=np.int64))
+    pre, post = _pre_post(x.shape, axis)
+    return [
+        f"x = in0.reshape(({pre}, {n}, {post}))", f"ix = in1.reshape(({m},))",
+        f"out = out0.reshape(({pre}, {m}, {post}))",
+        f"for j in range({m}):",
+        "    k = ix[j]",
+        f"    k = k + {n} if k < 0 else k",
+        f"    k = min(max(k, 0), {n - 1})",
+        f"    for p in range({pre}):",
+        f"        for q in range({post}):",
+        "            out[p, j, q] = x[p, k, q]",
+    ]
+
+
+def _scatter_add(node, *, axis):
+    x, idx = node.inputs[0].aval, node.inputs[1].aval
+    axis = axis % x.ndim
+    n, m = x.shape[axis], int(np.prod(idx.shape, dtype=np.int64))
+    pre, post = _pre_post(x.shape, axis)
+    return _copy("out0", "in0") + [
+        f"out = out0.reshape(({pre}, {n}, {post}))", f"ix = in1.reshape(({m},))",
+        f"u = in2.reshape(({pre}, {m}, {post}))",
+        f"for j in range({m}):",  # serial: repeated indices accumulate
+        "    k = ix[j]",
+        f"    k = k + {n} if k < 0 else k",
+        f"    k = min(max(k, 0), {n - 1})",
+        f"    for p in range({pre}):",
+        f"        for q in range({post}):",
+        "            out[p, k, q] += u[p, j, q]",
+    ]
+
+
+def _copy(dst, src) -> list:
+    return [f"d_ = {dst}.reshape(-1)", f"s_ = {src}.reshape(-1)",
+            "for i_ in range(d_.shape[0]):", "    d_[i_] = s_[i_]"]
+
+
+def _starts(sizes, shape, first: int) -> list:
+    """Clamped start indices from the scalar inputs ``in{first}..`` (as the reference)."""
+    return [f"s{d} = min(max(int(in{first + d}[0]), 0), {n - k})"
+            for d, (k, n) in enumerate(zip(sizes, shape))]
+
+
+def _window(sizes) -> str:
+    return ", ".join(f"s{d}:s{d} + {k}" for d, k in enumerate(sizes))
+
+
+def _dynamic_slice(node, *, sizes):
+    x = node.inputs[0].aval
+    if x.ndim == 0:
+        return None
+    return _starts(sizes, x.shape, 1) + [f"out0[...] = in0[{_window(sizes)}]"]
+
+
+def _dynamic_update_slice(node):
+    x, upd = node.inputs[0].aval, node.inputs[1].aval
+    if x.ndim == 0:
+        return None
+    return _copy("out0", "in0") + _starts(upd.shape, x.shape, 2) + [
+        f"out0[{_window(upd.shape)}] = in1"]
+
+
+def _dot_general(node, *, dimension_numbers, preferred_dtype=None):
+    """Plain matrix and matrix-vector products through numba's BLAS binding."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    lhs, rhs, out = node.inputs[0].aval, node.inputs[1].aval, node.outputs[0].aval
+    dts = {str(lhs.dtype), str(rhs.dtype), str(out.dtype)}
+    if len(dts) != 1 or dts.pop() not in ("float32", "float64") or lb or rb:
+        return None
+    if lhs.ndim == 2 and rhs.ndim in (1, 2) and tuple(lc) == (1,) and tuple(rc) == (0,):
+        return ["np.dot(in0, in1, out0)"]
+    return None
+
+
 PRINTERS = {
     "concatenate": _concatenate, "cumsum": _cumsum, "reshape": _reshape,
     "reduce_sum": _reduce, "reduce_prod": _reduce, "reduce_max": _reduce,
-    "reduce_min": _reduce, "tridiagonal_solve": _tridiagonal,
+    "reduce_min": _reduce, "tridiagonal_solve": _tridiagonal, "take": _take,
+    "scatter_add": _scatter_add, "dynamic_slice": _dynamic_slice,
+    "dynamic_update_slice": _dynamic_update_slice, "dot_general": _dot_general,
 }

@@ -87,4 +87,34 @@ def test_a_plan_of_kernels_and_routines_is_one_compiled_function():
 def test_nodes_without_a_routine_stay_library_nodes():
     g = make_graph(lambda x: np.cumsum(x, axis=0), np.zeros((3, 2), np.float16))
     assert routine(g.body[0], "r") is None  # half types are converted by the step plan
-    assert "dot_general" not in PRINTERS
+    assert "sort" not in PRINTERS
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_take_and_scatter_add(axis):
+    idx = np.array([[0, -1], [2, 2], [1, 0]])  # repeated and negative indices
+
+    def f(x, u):
+        g = get("take").bind(x * 2.0, idx, axis=axis)
+        return g, get("scatter_add").bind(x + 0.0, idx, g * u, axis=axis)
+
+    shape = list(X3.shape)
+    shape[axis:axis + 1] = idx.shape
+    _check(f, X3, RNG.standard_normal(shape), want_routines=2)
+
+
+def test_dynamic_slices_clamp_their_starts():
+    def f(x, i, j):
+        w = get("dynamic_slice").bind(x * 1.0, i, j, np.int64(0), sizes=(2, 3, 6))
+        return w, get("dynamic_update_slice").bind(x * 1.0, w * 2.0, j, i, np.int64(1))
+
+    for i, j in [(0, 0), (3, 1), (-2, 9)]:
+        _check(f, X3, np.int64(i), np.int64(j), want_routines=2)
+
+
+@pytest.mark.parametrize("shapes", [((5, 4), (4, 3)), ((5, 4), (4,))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matrix_products(shapes, dtype):
+    a, b = (RNG.standard_normal(s).astype(dtype) for s in shapes)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    _check(lambda a, b: (a * 1.0) @ b + 1.0, a, b, dtype_tol=tol)
