@@ -39,6 +39,7 @@ from .errors import ArityError, SciMLError
 from .interpret import _as
 from .ir import Const, Graph
 from .ops.elementwise import BINARY, UNARY, select_impl
+from .ops.linalg import dot_general, dot_operands
 
 # Elementwise primitives whose numpy implementation is a ufunc (so it takes ``out=``).
 UFUNCS = {name: fn for name, (fn, _, _) in {**UNARY, **BINARY}.items()
@@ -58,20 +59,26 @@ def _select_ok(node) -> bool:
 
 
 def _dot_ok(node) -> bool:
-    # np.dot(a, b, out=) on 2-D float operands: the plain matrix products of dense layers and
-    # of convolutions as im2col matmuls (see linalg._dot_fast for the contractions covered).
+    # The products linalg._dot_fast runs by BLAS without copies (dense layers, the matmuls of a
+    # convolution on its im2col patches), in float32/float64: np.dot/np.matmul with out=.
     lhs, rhs = (a.aval for a in node.inputs)
     (lc, rc), (lb, rb) = node.params["dimension_numbers"]
-    return (lhs.ndim == rhs.ndim == 2 and not lb and not rb and len(lc) == 1
+    lc, rc, k = tuple(lc), tuple(rc), len(lc)
+    plain = k == 1 and lhs.ndim <= 2 and rhs.ndim <= 2
+    rows = k == 1 and lhs.ndim > 2 and rhs.ndim == 2 and lc == (lhs.ndim - 1,)
+    lead = lc == rc == tuple(range(k)) and 0 < k < min(lhs.ndim, rhs.ndim)
+    return (not lb and not rb and (plain or rows or lead)
             and lhs.dtype == rhs.dtype == node.outputs[0].aval.dtype
             and lhs.dtype in (np.dtype("float32"), np.dtype("float64")))
 
 
 def _dot_into(lhs, rhs, *, out, dimension_numbers, preferred_dtype=None):
     (lc, rc), _ = dimension_numbers
-    a = lhs if tuple(lc) == (1,) else lhs.T
-    b = rhs if tuple(rc) == (0,) else rhs.T
-    return np.dot(a, b, out=out)
+    a, b, op = dot_operands(lhs, rhs, tuple(lc), tuple(rc))
+    if op is None:  # an operand is not contiguous: the reference, then a copy
+        return _copy_into(out, dot_general.impl(lhs, rhs, dimension_numbers=dimension_numbers))
+    op(a, b, out=out)
+    return out
 
 
 def _convert_ok(node) -> bool:

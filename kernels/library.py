@@ -3,7 +3,8 @@
 numpy pays a fixed cost per innermost run of an operation. The window primitives (``im2col``,
 ``col2im``; numpy references in ``autodiff.ops.window``) loop over kernel taps, and each tap is a
 strided copy or add whose innermost run is one channel vector; a sum over the leading axis of a
-tall, narrow array (a bias gradient) adds one short row at a time. Here numba loop nests do the
+tall, narrow array (a bias gradient) adds one short row at a time; a transpose whose result rows
+are short gathers (a pool's window axes) copies a few numbers per row. Here numba loop nests do the
 same work in one call, several times faster on a convolution's shapes, with the same results bit
 for bit (sums in the reference's order). Cases the loops do not cover (three or more spatial
 axes, half-precision dtypes, other reductions) run the reference.
@@ -21,12 +22,14 @@ True
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
-from autodiff.ir import AbstractValue
 from autodiff.ops import window
 from autodiff.ops.reduce import normalize_axes
+from autodiff.ops.window import window_out_shape
 from autodiff.primitives import PRIMITIVES
 
 DTYPES = {"bool", "int32", "int64", "float32", "float64", "complex64", "complex128"}
@@ -83,21 +86,34 @@ def _compiled(x, nd):
     return nd in (1, 2) and str(x.dtype) in DTYPES
 
 
+@functools.lru_cache(maxsize=256)
+def _geometry(shape, kernel, stride, padding, dilation, patches):
+    """(2-D view of the array, 2-D view of the patches, scalar arguments) for one call shape:
+    leading axes folded into one, a 1-D window seen as 2-D with a unit first axis."""
+    nd = len(kernel)
+    lead = shape[:len(shape) - 2 * nd - 1] if patches else shape[:len(shape) - nd - 1]
+    n, unit = int(np.prod(lead, dtype=np.int64)), (1,) * (2 - nd)
+    if patches:
+        out, spatial = shape[len(lead):len(lead) + nd], None
+    else:
+        spatial = shape[len(lead):-1]
+        out = window_out_shape("im2col", spatial, kernel, stride, padding, dilation)
+    s, p, d = _as2d(nd, (1, stride), ((0, 0), padding), (1, dilation))
+    cols = (n,) + unit + out + unit + tuple(kernel) + shape[-1:]
+    full = lead + out + tuple(kernel) + shape[-1:]
+    return cols, full, lead, (s[0], s[1], p[0][0], p[1][0], d[0], d[1])
+
+
 def im2col(x, *, kernel, stride, padding, dilation, value=0.0, out=None):
     """``im2col``'s result (into ``out`` when given), by the numba loop nest where it applies."""
     nd = len(kernel)
-    params = dict(kernel=kernel, stride=stride, padding=padding, dilation=dilation)
     if not _compiled(x, nd):
-        return _store(window.im2col.impl(x, value=value, **params), out)
-    shape = window.im2col.abstract_eval(_aval(x), value=value, **params).shape
-    lead = shape[:x.ndim - nd - 1]
-    n, unit = int(np.prod(lead, dtype=np.int64)), (1,) * (2 - nd)
-    s, p, d = _as2d(nd, (1, stride), ((0, 0), padding), (1, dilation))
-    xs = np.ascontiguousarray(x).reshape((n,) + unit + x.shape[len(lead):])
-    o = shape[len(lead):len(lead) + nd]
-    out = np.empty(shape, x.dtype) if out is None else out
-    _im2col2d(xs, out.reshape((n,) + unit + o + unit + tuple(kernel) + x.shape[-1:]),
-              s[0], s[1], p[0][0], p[1][0], d[0], d[1], x.dtype.type(value))
+        return _store(window.im2col.impl(x, kernel=kernel, stride=stride, padding=padding,
+                                         dilation=dilation, value=value), out)
+    cols, full, lead, args = _geometry(x.shape, kernel, stride, padding, dilation, False)
+    xs = np.ascontiguousarray(x).reshape(cols[:1] + (1,) * (2 - nd) + x.shape[len(lead):])
+    out = np.empty(full, x.dtype) if out is None else out
+    _im2col2d(xs, out.reshape(cols), *args, x.dtype.type(value))
     return out
 
 
@@ -107,17 +123,11 @@ def col2im(cols, *, shape, kernel, stride, padding, dilation, out=None):
     if not _compiled(cols, nd):
         return _store(window.col2im.impl(cols, shape=shape, kernel=kernel, stride=stride,
                                          padding=padding, dilation=dilation), out)
-    lead = cols.shape[:cols.ndim - 2 * nd - 1]
-    n, unit = int(np.prod(lead, dtype=np.int64)), (1,) * (2 - nd)
-    o = cols.shape[len(lead):len(lead) + nd]
-    s, p, d = _as2d(nd, (1, stride), ((0, 0), padding), (1, dilation))
-    cs = np.ascontiguousarray(cols).reshape((n,) + unit + o + unit + tuple(kernel)
-                                            + cols.shape[-1:])
-    res_shape = lead + tuple(shape) + cols.shape[-1:]
-    out = np.empty(res_shape, cols.dtype) if out is None else out
-    x = out.reshape((n,) + unit + tuple(shape) + cols.shape[-1:])
+    view, _, lead, args = _geometry(cols.shape, kernel, stride, padding, dilation, True)
+    out = np.empty(lead + tuple(shape) + cols.shape[-1:], cols.dtype) if out is None else out
+    x = out.reshape(view[:1] + (1,) * (2 - nd) + tuple(shape) + cols.shape[-1:])
     x[...] = 0
-    _col2im2d(cs, x, s[0], s[1], p[0][0], p[1][0], d[0], d[1])
+    _col2im2d(np.ascontiguousarray(cols).reshape(view), x, *args)
     return out
 
 
@@ -126,10 +136,6 @@ def _store(value, out):
         return value
     out[...] = value
     return out
-
-
-def _aval(x):
-    return AbstractValue(x.shape, x.dtype)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -160,4 +166,34 @@ def reduce_sum(x, *, axes, keepdims=False, out=None):
     return out
 
 
-IMPLS = {"im2col": im2col, "col2im": col2im, "reduce_sum": reduce_sum}
+@numba.njit(nogil=True, cache=True)
+def _copy6(src, dst):
+    # dst[...] = src for a strided 6-D view: the innermost loop runs along dst's last axis.
+    a_, b_, c_, d_, e_, f_ = dst.shape
+    for a in range(a_):
+        for b in range(b_):
+            for c in range(c_):
+                for d in range(d_):
+                    for e in range(e_):
+                        for f in range(f_):
+                            dst[a, b, c, d, e, f] = src[a, b, c, d, e, f]
+
+
+_SHORT_RUN = 8  # numpy copies rows of at least this many elements well enough
+
+
+def transpose(x, *, permutation, out=None):
+    """``transpose``; when the result's rows are short gathers (the window axes of a pool),
+    a numba loop nest copies instead of numpy's per-row machinery."""
+    view = np.transpose(x, permutation)
+    if (x.ndim > 6 or x.size < 4096 or str(x.dtype) not in DTYPES or not view.shape
+            or view.shape[-1] >= _SHORT_RUN or permutation[-1] == x.ndim - 1):
+        return _store(np.ascontiguousarray(view), out)
+    out = np.empty(view.shape, x.dtype) if out is None else out
+    pad = (1,) * (6 - view.ndim)
+    src = np.lib.stride_tricks.as_strided(view, pad + view.shape, (0,) * len(pad) + view.strides)
+    _copy6(src, out.reshape(pad + view.shape))
+    return out
+
+
+IMPLS = {"im2col": im2col, "col2im": col2im, "reduce_sum": reduce_sum, "transpose": transpose}

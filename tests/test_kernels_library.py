@@ -58,3 +58,17 @@ def test_reduce_sum_matches_the_reference(shape, axes, keepdims, dtype):
     out = np.empty_like(want)
     library.reduce_sum(x, axes=axes, keepdims=keepdims, out=out)
     _same(out, want)
+
+
+@pytest.mark.parametrize("shape,perm", [
+    ((64, 32, 4, 2, 4, 2), (3, 5, 0, 1, 2, 4)), ((2, 2, 64, 32, 4, 4), (2, 3, 4, 0, 5, 1)),
+    ((16, 8, 8, 32), (0, 3, 1, 2)), ((3, 4), (1, 0)), ((40, 30, 5), (1, 2, 0)),
+])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bool", "float16"])
+def test_transpose_matches_numpy(shape, perm, dtype):
+    x = (np.random.default_rng(2).normal(size=shape) * 4).astype(dtype)
+    want = np.ascontiguousarray(np.transpose(x, perm))
+    _same(library.transpose(x, permutation=perm), want)
+    out = np.empty_like(want)
+    library.transpose(x, permutation=perm, out=out)
+    _same(out, want)

@@ -79,23 +79,61 @@ def _dot_impl(lhs, rhs, *, dimension_numbers, preferred_dtype=None):
 
 
 def _dot_fast(lhs, rhs, dimension_numbers, preferred_dtype):
-    """Plain matrix products (no batch dims, one contraction, matrices or vectors) go straight
-    to BLAS through np.dot: the general path's transposes and reshapes cost more than a
-    1000×1000 matrix-vector product."""
+    """Products with a BLAS form that needs no copy, by np.dot/np.matmul (the general path's
+    transposes and reshapes cost more than a 1000×1000 matrix-vector product):
+
+    - plain matrix products (no batch dims, one contraction, matrices or vectors);
+    - a stack of rows times a matrix (x (..., k) against a (k, n) or (n, k) matrix): one small
+      GEMM per leading index (np.matmul), faster than one tall GEMM for the patches of a
+      convolution (OpenBLAS keeps the small blocks in cache);
+    - a contraction over the same leading axes of two C-contiguous arrays (a weight gradient):
+      both flatten to matrices, one GEMM with a transposed operand.
+    """
     (lc, rc), (lb, rb) = dimension_numbers
-    if lb or rb or lhs.ndim > 2 or rhs.ndim > 2 or len(lc) != 1 or lhs.dtype != rhs.dtype:
+    if lb or rb or lhs.dtype != rhs.dtype or lhs.dtype == np.bool_:
         return None
-    if lhs.dtype in (np.dtype("float16"), dtypes.bfloat16) or lhs.dtype == np.bool_:
+    if lhs.dtype in (np.dtype("float16"), dtypes.bfloat16):
         return None
-    a = lhs if tuple(lc) == (lhs.ndim - 1,) else (lhs.T if lhs.ndim == 2 else None)
-    b = rhs if tuple(rc) == (0,) else (rhs.T if rhs.ndim == 2 else None)
-    if a is None or b is None:
+    a, b, op = dot_operands(lhs, rhs, tuple(lc), tuple(rc))
+    if op is None:
         return None
-    out = np.dot(a, b)
-    return out.astype(preferred_dtype or lhs.dtype, copy=False)
+    shape = tuple(n for i, n in enumerate(lhs.shape) if i not in lc) + tuple(
+        n for i, n in enumerate(rhs.shape) if i not in rc)
+    return op(a, b).reshape(shape).astype(preferred_dtype or lhs.dtype, copy=False)
 
 
-def_primitive("dot_general", _dot_rule, _dot_impl, family="linalg", tags={"library"})
+def dot_operands(lhs, rhs, lc, rc):
+    """(a, b, op) with ``op(a, b, out=None)`` computing the product without copying an
+    operand, or (.., .., None). ``out`` has the product's shape."""
+    if len(lc) == 1 and lhs.ndim <= 2 and rhs.ndim <= 2:
+        a = lhs if lc == (lhs.ndim - 1,) else (lhs.T if lhs.ndim == 2 else None)
+        b = rhs if rc == (0,) else (rhs.T if rhs.ndim == 2 else None)
+        return a, b, (None if a is None or b is None else _dot2)
+    if len(lc) == 1 and lhs.ndim > 2 and rhs.ndim == 2 and lc == (lhs.ndim - 1,):
+        # A transposed (Fortran-order) matrix makes each small GEMM slower than copying it.
+        return lhs, (rhs if rc == (0,) else np.ascontiguousarray(rhs.T)), np.matmul
+    k = len(lc)
+    if (lc == rc == tuple(range(k)) and 0 < k < min(lhs.ndim, rhs.ndim)
+            and lhs.flags.c_contiguous and rhs.flags.c_contiguous):
+        rows = int(np.prod(lhs.shape[1:k], dtype=np.int64))
+        a, b = lhs.reshape(lhs.shape[0], rows, -1), rhs.reshape(rhs.shape[0], rows, -1)
+        return a, b, _dot_stacked
+    return lhs, rhs, None
+
+
+def _dot2(a, b, out=None):
+    return np.dot(a, b, out=None if out is None else out.reshape(a.shape[:-1] + b.shape[1:]))
+
+
+def _dot_stacked(a, b, out=None):
+    # sum_n a[n]^T b[n]: one small GEMM per leading index, then a sum over it (faster than
+    # one GEMM over all rows at once for a convolution's weight gradient).
+    per = np.matmul(a.transpose(0, 2, 1), b)
+    return np.add.reduce(per, axis=0, out=None if out is None else out.reshape(per.shape[1:]))
+
+
+dot_general = def_primitive("dot_general", _dot_rule, _dot_impl, family="linalg",
+                            tags={"library"})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -83,8 +83,9 @@ def conv(x, w, stride=1, padding=0, dilation=1, bias=None):
     out = abstractify(cols).shape[1:nd + 1]
     # (O, *K, C) rows match the patches' (*K, C) columns.
     wl = snp.reshape(_channels_last(w, nd), (o, ck))
-    y = precision.dot_general(snp.reshape(cols, (n * math.prod(out), ck)), wl,
-                              (((1,), (1,)), ((), ())))
+    # (N, P, K*C) patches: one small matmul per example (see linalg._dot_fast).
+    y = precision.dot_general(snp.reshape(cols, (n, math.prod(out), ck)), wl,
+                              (((2,), (1,)), ((), ())))
     if bias is not None:
         y = y + precision.cast_for("conv", bias)[0]
     return snp.transpose(snp.reshape(y, (n, *out, o)), (0, nd + 1, *range(1, nd + 1)))
