@@ -180,13 +180,14 @@ def _copy6(src, dst):
 
 
 _SHORT_RUN = 8  # numpy copies rows of at least this many elements well enough
+_BIG = 1 << 15  # below this, numpy's call is as fast as the loop nest
 
 
 def transpose(x, *, permutation, out=None):
     """``transpose``; when the result's rows are short gathers (the window axes of a pool),
     a numba loop nest copies instead of numpy's per-row machinery."""
     view = np.transpose(x, permutation)
-    if (x.ndim > 6 or x.size < 4096 or str(x.dtype) not in DTYPES or not view.shape
+    if (x.ndim > 6 or x.size < _BIG or str(x.dtype) not in DTYPES or view.flags.c_contiguous
             or view.shape[-1] >= _SHORT_RUN or permutation[-1] == x.ndim - 1):
         return _store(np.ascontiguousarray(view), out)
     out = np.empty(view.shape, x.dtype) if out is None else out

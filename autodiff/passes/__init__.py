@@ -28,9 +28,10 @@ from .cse import cse, graph_key
 from .dce import dce
 from .fold import fold
 from .inline import inline
+from .layout import fold_transposes
 from .simplify import simplify
 
-__all__ = ["PIPELINE", "cse", "dce", "fold", "inline", "optimize", "simplify"]
+__all__ = ["PIPELINE", "cse", "dce", "fold", "fold_transposes", "inline", "optimize", "simplify"]
 
 # The order of one round. inline first so the other passes see across former call boundaries
 # (simplify turns a cond on a constant into a call, so inline runs again each round); fold

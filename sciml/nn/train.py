@@ -115,13 +115,15 @@ class compiled:
         return tree_unflatten(run.graph.meta["out_tree"], run(leaves))
 
     def _build(self, args):
-        from autodiff.passes import optimize
+        from autodiff.passes import fold_transposes, optimize
 
         g = make_graph(self.fn, *args, name=self.name)
         if g.meta.get("captured"):
             raise UnsupportedError(f"compiled {self.name}: the step closes over traced values")
         meta = dict(g.meta)
-        g = optimize(g)
+        # Elementwise layers between convolutions run in the patches' channels-last layout
+        # (optimize again: simplify composes the transposes that now meet).
+        g = optimize(fold_transposes(optimize(g)))
         g.meta.update(meta)
         impls = _compiled_impls()
         return Schedule(g, impls=impls, into=impls)
