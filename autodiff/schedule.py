@@ -13,6 +13,9 @@ built once per graph and then
   and, within a call, by any later value of the same shape and dtype once the first is dead;
   an operand that dies at a step lends its buffer to the result (in place). Results returned to
   the caller (or aliased by one) are fresh arrays, as before;
+- with ``donate`` (indices of arguments the caller gives up), writes results it returns into
+  those arguments' arrays once nothing reads them any more: a training step then updates its
+  state in place, as PyTorch's optimizers do, instead of allocating it anew every step;
 - runs named primitives with other implementations when given (``impls``, e.g. the compiled
   ``kernels.library.IMPLS``).
 
@@ -28,16 +31,18 @@ bit for bit.
 >>> run([np.array([0.0, 0.5, 1.0])])[0].round(3)
 array([0.   , 1.262, 1.964])
 >>> run.pool  # the buffer of x * 2.0, reused in place by tanh (the sum is returned: fresh)
-[((3,), dtype('float64'))]
+[((3,), dtype('float64'), None)]
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import ArityError, SciMLError
 from .interpret import _as
-from .ir import Const, Graph
+from .ir import Const, Graph, Var
 from .ops.elementwise import BINARY, UNARY, select_impl
 from .ops.linalg import dot_general, dot_operands
 
@@ -128,23 +133,39 @@ def _bid_view(x, *, shape, broadcast_dimensions):
 VIEWS = {"broadcast_in_dim": _bid_view}
 # Steps that may write over an operand that dies there (numpy ufuncs handle an output that
 # is an operand); the others get a buffer whose values all died before.
-LENDS = set(UFUNCS) | {"select"}
+LENDS = set(UFUNCS) | {"select", "fused"}
 class _Step:
-    __slots__ = ("fn", "params", "ins", "outs", "free", "buf", "node", "convert")
+    __slots__ = ("fn", "params", "ins", "outs", "free", "buf", "node", "name", "multi", "avals",
+                 "source", "convert")
 
     def __init__(self, node, fn, ins, outs):
-        self.node, self.fn, self.params = node, fn, dict(node.params)
-        self.ins, self.outs = ins, outs
+        self.node, self.fn, self.ins, self.outs = node, fn, ins, outs
         self.free: list[int] = []  # slots whose value dies here
-        self.buf = None  # a buffer spec (shape, dtype, pool index) when it writes in place
+        self.buf = None  # pool index of the buffer it writes (a list when it has several results)
         self.convert = True  # whether results pass through _as (decided on the first call)
+        if node is not None:
+            self.name, self.params, self.source = node.prim.name, dict(node.params), node.source
+            self.multi = node.prim.multiple_results
+            self.avals = [v.aval for v in node.outputs]
+
+
+def _fused_step(cluster, fn, slot_of) -> _Step:
+    """One step running a cluster of elementwise nodes as one compiled loop."""
+    step = _Step(None, fn, [slot_of(a) for a in cluster.arrays + cluster.scalars],
+                 [slot_of(v) for v in cluster.outputs])
+    step.name, step.params, step.source = "fused", {}, cluster.nodes[-1].source
+    step.multi, step.avals = True, [v.aval for v in cluster.outputs]
+    step.buf = [None] * len(cluster.outputs)
+    return step
 
 
 class Schedule:
     """``Schedule(graph, impls=None)(flat_args) -> flat outputs``; see the module docstring."""
 
-    def __init__(self, graph: Graph, impls: dict | None = None, into: dict | None = None):
+    def __init__(self, graph: Graph, impls: dict | None = None, into: dict | None = None,
+                 donate=(), fuser=None):
         self.graph = graph
+        self.donate = frozenset(int(i) for i in donate)
         impls = impls or {}
         self.into = {**INTO, **{k: (_one_output, fn) for k, fn in (into or {}).items()}}
         slot: dict[int, int] = {p.id: i for i, p in enumerate(graph.params)}
@@ -156,18 +177,26 @@ class Schedule:
                 return len(template) - 1
             return slot[a.id]
 
-        self.steps: list[_Step] = []
         for node in graph.body:
-            ins = [place(a) for a in node.inputs]
-            outs = []
             for v in node.outputs:
                 slot[v.id] = len(template)
                 template.append(None)
-                outs.append(slot[v.id])
-            fn = impls.get(node.prim.name, node.prim.impl)
-            self.steps.append(_Step(node, fn, ins, outs))
+        clusters = _clusters(graph, fuser.fusable) if fuser is not None else []
+        last = {id(c.nodes[-1]): c for c in clusters}
+        fused = {id(n) for c in clusters for n in c.nodes}
+        self.steps: list[_Step] = []
+        for node in graph.body:
+            if id(node) in last:
+                c = last[id(node)]
+                self.steps.append(_fused_step(c, fuser.compile(c), place))
+            elif id(node) not in fused:
+                fn = impls.get(node.prim.name, node.prim.impl)
+                self.steps.append(_Step(node, fn, [place(a) for a in node.inputs],
+                                        [slot[v.id] for v in node.outputs]))
         self.out_slots = [place(o) for o in graph.outputs]
         self.template = template
+        if clusters:
+            self.steps = _hoist(self.steps)
         self._plan(slot)
         self.buffers: list = [None] * len(self.pool)
         self.checked = False
@@ -185,7 +214,8 @@ class Schedule:
         for i, s in last.items():
             if s < n and i >= len(self.graph.params):
                 self.steps[s].free.append(i)
-        self.pool = _assign_buffers(self.steps, last, outs, self.into)
+        donated = {i: self.graph.params[i].aval for i in sorted(self.donate)}
+        self.pool = _assign_buffers(self.steps, last, outs, self.into, donated)
 
     def __call__(self, args) -> list:
         if len(args) != len(self.graph.params):
@@ -194,50 +224,72 @@ class Schedule:
         env = list(self.template)
         for i, (p, a) in enumerate(zip(self.graph.params, args)):
             env[i] = _as(a, p.aval)
+        if self.donate:
+            self._lend(args, env)
         with np.errstate(all="ignore"):
             if not self.checked:
                 self._first(env)
             else:
                 self._run(env)
+        if self.donate:  # do not keep the caller's arrays alive until the next call
+            for j, (_, _, source) in enumerate(self.pool):
+                if source is not None:
+                    self.buffers[j] = None
         return [env[i] for i in self.out_slots]
+
+    def _lend(self, args, env):
+        """The donated arguments become this call's buffers for the results written into
+        them; one that is shared (passed twice, or viewed by another argument) or read-only is
+        not written: that result gets a fresh array."""
+        roots = [_root(a) for a in args]
+        count: dict[int, int] = {}
+        for r in roots:
+            count[id(r)] = count.get(id(r), 0) + 1
+        for j, (shape, dtype, source) in enumerate(self.pool):
+            if source is None:
+                continue
+            a = env[source]
+            ok = (a is args[source] and isinstance(a, np.ndarray) and a.base is None
+                  and a.flags.writeable and a.flags.c_contiguous and count[id(a)] == 1)
+            self.buffers[j] = a if ok else np.empty(shape, dtype)
 
     def _run(self, env):
         bufs = self.buffers
         for step in self.steps:
-            ins = [env[i] for i in step.ins]
-            if step.buf is not None:
-                out = step.fn(*ins, out=bufs[step.buf], **step.params)
+            out = self._call(step, [env[i] for i in step.ins], bufs)
+            if not step.multi:
+                env[step.outs[0]] = _as(out, step.avals[0]) if step.convert else out
             else:
-                out = step.fn(*ins, **step.params)
-            if len(step.outs) == 1 and not step.node.prim.multiple_results:
-                env[step.outs[0]] = _as(out, step.node.outputs[0].aval) if step.convert else out
-            else:
-                for i, v, o in zip(step.outs, step.node.outputs, out):
-                    env[i] = _as(o, v.aval) if step.convert else o
+                for i, a, o in zip(step.outs, step.avals, out):
+                    env[i] = _as(o, a) if step.convert else o
             for i in step.free:
                 env[i] = None
 
+    @staticmethod
+    def _call(step, ins, bufs):
+        if step.buf is None:
+            return step.fn(*ins, **step.params)
+        if step.multi:
+            return step.fn(*ins, out=[None if j is None else bufs[j] for j in step.buf],
+                           **step.params)
+        return step.fn(*ins, out=bufs[step.buf], **step.params)
+
     def _first(self, env):
         """The first call: allocate the buffers and check every result (as eval_graph_flat)."""
-        for j, (shape, dtype) in enumerate(self.pool):
-            self.buffers[j] = np.empty(shape, dtype)
+        for j, (shape, dtype, source) in enumerate(self.pool):
+            if source is None:
+                self.buffers[j] = np.empty(shape, dtype)
         for step in self.steps:
-            node = step.node
-            ins = [env[i] for i in step.ins]
             try:
-                if step.buf is not None:
-                    out = step.fn(*ins, out=self.buffers[step.buf], **step.params)
-                else:
-                    out = step.fn(*ins, **step.params)
+                out = self._call(step, [env[i] for i in step.ins], self.buffers)
             except (SciMLError, RecursionError):
                 raise
             except Exception as e:  # a bug or a runtime failure in an implementation
-                where = f" (from {node.source})" if node.source else ""
-                raise type(e)(f"while evaluating {node.prim.name}{where}: {e}") from e
-            outs = out if node.prim.multiple_results else (out,)
+                where = f" (from {step.source})" if step.source else ""
+                raise type(e)(f"while evaluating {step.name}{where}: {e}") from e
             step.convert = False
-            for i, v, o in zip(step.outs, node.outputs, outs):
-                env[i] = _as(o, v.aval)
+            for i, a, o in zip(step.outs, step.avals, out if step.multi else (out,)):
+                env[i] = _as(o, a)
                 step.convert |= env[i] is not o
             for i in step.free:
                 env[i] = None
@@ -248,41 +300,58 @@ class Schedule:
 # Buffer planning
 
 
-def _assign_buffers(steps, last, outs, into) -> list:
-    """Give in-place-capable steps a pooled buffer; returns the pool's (shape, dtype) list.
+def _assign_buffers(steps, last, outs, into, donated) -> list:
+    """Give in-place-capable steps a buffer; returns the pool: (shape, dtype, source) with
+    source None for a buffer the schedule owns, else the index of the donated argument.
 
-    A result is pooled unless the caller gets it back, directly or through a value that may
-    alias it (any other step's results may be views of its operands). A pooled buffer is free
-    for reuse after the last use of every value that may alias it.
+    A result is written into an owned buffer unless the caller gets it back, directly or
+    through a value that may alias it (any other step's results may be views of its
+    operands); such a result goes into a donated argument of its shape once every value that
+    may alias the argument is dead, else into a fresh array. A buffer is free for reuse after
+    the last use of every value that may alias it.
     """
     writes = [_writer(step, into) for step in steps]
-    members = _members(_alias_roots(steps, writes))
+    members = _members(_alias_roots(steps, writes, donated))
     for s, step in enumerate(steps):
-        view = VIEWS.get(step.node.prim.name)
+        view = VIEWS.get(step.name)
         if view is not None and not members.get(step.outs[0], {step.outs[0]}) & outs:
             step.fn, writes[s] = view, None
-    members = _members(_alias_roots(steps, writes))
+    members = _members(_alias_roots(steps, writes, donated))
     pool: list = []
     free_after: list = []
+    for i, aval in donated.items():
+        group = members.get(i, {i})
+        pool.append((tuple(aval.shape), aval.dtype, i))
+        free_after.append(len(steps) if group & outs else max(last.get(k, -1) for k in group))
     for s, (step, fn) in enumerate(zip(steps, writes)):
         if fn is None:
             continue
-        (o,) = step.outs
-        group = members.get(o, {o})
-        if group & outs:
-            continue  # returned to the caller: a fresh array every call
-        end = max(last.get(i, s) for i in group)
-        aval = step.node.outputs[0].aval
-        lend = step.node.prim.name in LENDS
-        j = _take(pool, free_after, tuple(aval.shape), aval.dtype, s if lend else s - 1)
-        if j is None:
-            pool.append((tuple(aval.shape), aval.dtype))
-            free_after.append(end)
-            j = len(pool) - 1
-        else:
-            free_after[j] = end
-        step.fn, step.buf = fn, j
+        for k, (o, aval) in enumerate(zip(step.outs, step.avals)):
+            j = _buffer_for(o, aval, s, step.name in LENDS, members, last, outs, pool,
+                            free_after, len(steps))
+            if step.multi:
+                step.buf[k] = j
+            elif j is not None:
+                step.fn, step.buf = fn, j
     return pool
+
+
+def _buffer_for(o, aval, s, lends, members, last, outs, pool, free_after, n):
+    """The pool index of the buffer result slot ``o`` of step ``s`` is written into (None: a
+    fresh array per call)."""
+    group = members.get(o, {o})
+    escapes = bool(group & outs)
+    end = n if escapes else max(last.get(i, s) for i in group)
+    kind = (tuple(aval.shape), aval.dtype)
+    j = _take(pool, free_after, kind, s if lends else s - 1, escapes)
+    if j is None and escapes:
+        return None  # returned to the caller: a fresh array every call
+    if j is None:
+        pool.append(kind + (None,))
+        free_after.append(end)
+        return len(pool) - 1
+    free_after[j] = end
+    return j
 
 
 def _members(roots) -> dict:
@@ -296,28 +365,121 @@ def _members(roots) -> dict:
 
 def _writer(step, into):
     """The function that writes ``step``'s result into a buffer, or None."""
-    entry = into.get(step.node.prim.name)
+    if step.node is None:  # a fused step writes all its results
+        return step.fn
+    entry = into.get(step.name)
     return entry[1] if entry is not None and entry[0](step.node) else None
 
 
-def _take(pool, free_after, shape, dtype, s):
-    # A buffer whose values all died at step s or before. Elementwise steps pass their own
-    # index: an operand dying there lends its buffer (numpy ufuncs handle an output that is
-    # an operand).
-    for j, (shp, dt) in enumerate(pool):
-        if free_after[j] <= s and shp == shape and dt == dtype:
+def _take(pool, free_after, kind, s, donated):
+    # A buffer whose values all died at step s or before, owned or donated as asked.
+    # Elementwise steps pass their own index: an operand dying there lends its buffer (numpy
+    # ufuncs handle an output that is one of the operands).
+    for j, (shape, dtype, source) in enumerate(pool):
+        if free_after[j] <= s and (shape, dtype) == kind and (source is not None) == donated:
             return j
     return None
 
 
-def _alias_roots(steps, writes) -> dict:
-    """For each slot, the slots of buffer-writing results whose buffer it may share."""
-    roots: dict[int, frozenset] = {}
+def _root(a):
+    """The array that owns ``a``'s memory (``a`` itself when it owns it)."""
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return a
+
+
+def _alias_roots(steps, writes, donated=()) -> dict:
+    """For each slot, the slots of buffer-writing results (and donated arguments) whose
+    buffer it may share."""
+    roots: dict[int, frozenset] = {i: frozenset({i}) for i in donated}
     for step, fn in zip(steps, writes):
         if fn is not None:
-            roots[step.outs[0]] = frozenset({step.outs[0]})
+            roots.update((o, frozenset({o})) for o in step.outs)
             continue
         shared = frozenset().union(*(roots.get(i, frozenset()) for i in step.ins))
         for o in step.outs:
             roots[o] = shared
     return roots
+
+
+def _hoist(steps) -> list:
+    """Steps in a dependency order that runs each fused loop (and each step of 0-d results, a
+    cheap scalar computation that may feed one) as soon as its operands exist: a loop over an
+    optimizer's state then reads the gradient while the matmul that made it left it in cache."""
+    made: dict[int, float] = {}
+    keyed = []
+    for k, step in enumerate(steps):
+        early = step.name == "fused" or (
+            step.node is not None and not step.node.subgraphs()
+            and "effect" not in step.node.prim.tags and all(not a.shape for a in step.avals))
+        key = max((made.get(i, -1.0) for i in step.ins), default=-1.0) + 1e-3 if early else k
+        for o in step.outs:
+            made[o] = key
+        keyed.append((key, k, step))
+    return [step for _, _, step in sorted(keyed, key=lambda e: (e[0], e[1]))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise clusters
+
+
+@dataclass(eq=False)
+class Cluster:
+    """Elementwise nodes over one shape, run as one loop at the place of the last:
+    ``arrays`` (operands of that shape) and ``scalars`` (0-d operands) come from outside,
+    ``outputs`` are the results read outside (or returned)."""
+
+    nodes: list
+    made: set = field(default_factory=set)
+    sealed: bool = False  # a node outside has read a result: the loop must run before it
+    arrays: list = field(default_factory=list)
+    scalars: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+
+
+def _clusters(graph: Graph, fusable) -> list:
+    """Clusters of two or more nodes that ``fusable`` accepts (each with array operands of its
+    result's shape and 0-d ones only), grown greedily in program order. A cluster runs where
+    its last node was, so a node may join the open cluster of its shape as long as no node
+    outside has read one of the cluster's results yet."""
+    open_: dict = {}
+    found = []
+    for n in graph.body:
+        ids = {a.id for a in n.inputs if isinstance(a, Var)}
+        if not fusable(n):
+            for c in open_.values():
+                c.sealed = c.sealed or bool(ids & c.made)
+            continue
+        shape = n.outputs[0].aval.shape
+        for key, c in open_.items():  # a member of another cluster reads like any node
+            if key != shape:
+                c.sealed = c.sealed or bool(ids & c.made)
+        c = open_.get(shape)
+        if c is None or c.sealed:
+            c = open_[shape] = Cluster([])
+            found.append(c)
+        c.nodes.append(n)
+        c.made.update(o.id for o in n.outputs)
+    found = [c for c in found if len(c.nodes) > 1]
+    _connect(graph, found)
+    return found
+
+
+def _connect(graph: Graph, clusters):
+    """Fill each cluster's operands from outside and its results read outside."""
+    member = {id(n): c for c in clusters for n in c.nodes}
+    read_outside: set = {o.id for o in graph.outputs if isinstance(o, Var)}
+    for n in graph.body:
+        for a in n.inputs:
+            if isinstance(a, Var) and (id(n) not in member or a.id not in member[id(n)].made):
+                read_outside.add(a.id)
+    for c in clusters:
+        seen = set()
+        for n in c.nodes:
+            for a in n.inputs:
+                key = a.id if isinstance(a, Var) else id(a)
+                if key in seen or (isinstance(a, Var) and a.id in c.made):
+                    continue
+                seen.add(key)
+                (c.arrays if a.aval.ndim else c.scalars).append(a)
+            c.outputs += [o for o in n.outputs if o.id in read_outside]

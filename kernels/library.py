@@ -23,6 +23,7 @@ True
 from __future__ import annotations
 
 import functools
+from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -198,3 +199,94 @@ def transpose(x, *, permutation, out=None):
 
 
 IMPLS = {"im2col": im2col, "col2im": col2im, "reduce_sum": reduce_sum, "transpose": transpose}
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise clusters as one loop (``Schedule(..., fuser=FUSER)``)
+
+# Operations whose numba form gives numpy's bits: IEEE + - * / and sqrt, comparisons, selects
+# and casts. libm functions (exp, log, tanh, ...) round differently from numpy's own loops,
+# and numba widens integer arithmetic, so neither is fused.
+_FORMS = {
+    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})",
+    "neg": "(-{0})", "sqrt": "np.sqrt({0})", "abs": "np.abs({0})", "stop_gradient": "{0}",
+    "gt": "({0} > {1})", "ge": "({0} >= {1})", "lt": "({0} < {1})", "le": "({0} <= {1})",
+    "eq": "({0} == {1})", "ne": "({0} != {1})", "select": "({1} if {0} else {2})",
+}
+_FLOATS = {"float32", "float64"}
+_COMPARISONS = {"gt", "ge", "lt", "le", "eq", "ne"}
+
+
+def fusable(node) -> bool:
+    """Whether ``node`` can be part of a fused loop (see ``_FORMS``)."""
+    name = node.prim.name
+    if name not in _FORMS and name != "convert":
+        return False
+    out = node.outputs[0].aval
+    if not out.ndim or any(a.aval.ndim and a.aval.shape != out.shape for a in node.inputs):
+        return False
+    ins = [str(a.aval.dtype) for a in node.inputs]
+    if name == "select":
+        ins = ins[1:]  # the predicate is boolean
+    elif name == "convert":
+        return ins[0] in _FLOATS | {"bool"} and str(out.dtype) in _FLOATS
+    want = "bool" if name in _COMPARISONS else ins[0]
+    return ins[0] in _FLOATS and set(ins) == {ins[0]} and str(out.dtype) == want
+
+
+def fused_source(cluster) -> str:
+    """numba source of a cluster: one loop over the flattened arrays, shape-independent."""
+    names, lines = {}, []
+    arrays = [f"a{k}" for k in range(len(cluster.arrays))]
+    scalars = [f"s{k}" for k in range(len(cluster.scalars))]
+    outs = [f"o{k}" for k in range(len(cluster.outputs))]
+    for k, a in enumerate(cluster.arrays):
+        names[_key(a)] = f"x{k}"
+    for k, a in enumerate(cluster.scalars):
+        names[_key(a)] = f"c{k}"
+        lines.append(f"    c{k} = s{k}[0]")
+    lines.append("    for i in range(n):")
+    lines += [f"        x{k} = a{k}[i]" for k in range(len(arrays))]
+    for j, node in enumerate(cluster.nodes):
+        names[node.outputs[0].id] = f"v{j}"
+        lines.append(f"        v{j} = {_expression_keyed(node, names)}")
+    lines += [f"        o{k}[i] = {names[o.id]}" for k, o in enumerate(cluster.outputs)]
+    head = ("import numba\nimport numpy as np\n\n\n"
+            "@numba.njit(nogil=True, error_model=\"numpy\", cache=True)\n"
+            f"def kernel({', '.join(['n'] + arrays + scalars + outs)}):\n")
+    return head + "\n".join(lines) + "\n"
+
+
+def _key(atom):
+    return atom.id if hasattr(atom, "id") else ("const", id(atom))
+
+
+def _expression_keyed(node, names) -> str:
+    args = [names[_key(a)] for a in node.inputs]
+    if node.prim.name == "convert":
+        return f"np.{node.outputs[0].aval.dtype}({args[0]})"
+    return _FORMS[node.prim.name].format(*args)
+
+
+def compile_cluster(cluster):
+    """A step function for ``cluster``: ``fn(*arrays, *scalars, out=[buffer or None, ...])``
+    returns its results (fresh arrays where no buffer is given)."""
+    from . import cache
+
+    kernel = cache.load(fused_source(cluster), "kernel", "cpu")
+    n_arrays = len(cluster.arrays)
+    shape = cluster.nodes[0].outputs[0].aval.shape
+    dtypes = [o.aval.dtype for o in cluster.outputs]
+    size = int(np.prod(shape, dtype=np.int64))
+
+    def run(*ins, out):
+        arrays = [np.ascontiguousarray(a).reshape(-1) for a in ins[:n_arrays]]
+        scalars = [np.asarray(s).reshape(1) for s in ins[n_arrays:]]
+        res = [np.empty(shape, d) if b is None else b for b, d in zip(out, dtypes)]
+        kernel(size, *arrays, *scalars, *[r.reshape(-1) for r in res])
+        return res
+
+    return run
+
+
+FUSER = SimpleNamespace(fusable=fusable, compile=compile_cluster)

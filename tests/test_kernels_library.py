@@ -1,11 +1,19 @@
 """``kernels.library``: the compiled implementations the Schedule runs give the numpy
-references' results bit for bit (sums in the same order), into a given buffer or a new one."""
+references' results bit for bit (sums in the same order), into a given buffer or a new one;
+fused elementwise loops give the interpreter's bits."""
 
 import numpy as np
 import pytest
+from graphgen import arrays, assert_same, param_shapes, programs, trace
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import sciml
+import sciml.numpy as snp
+from autodiff.interpret import eval_graph_flat
 from autodiff.ops import window
 from autodiff.primitives import PRIMITIVES
+from autodiff.schedule import Schedule, _clusters
 from kernels import library
 
 WINDOWS = [  # (input shape, params): 2-D and 1-D, stride, asymmetric padding, dilation
@@ -72,3 +80,58 @@ def test_transpose_matches_numpy(shape, perm, dtype):
     out = np.empty_like(want)
     library.transpose(x, permutation=perm, out=out)
     _same(out, want)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused elementwise loops
+
+
+def _adam_like(p, g, m, v, lr):
+    m2 = m * 0.9 + g * 0.1
+    v2 = v * 0.999 + (g * 0.001) * g
+    return p - lr * (m2 / (snp.sqrt(v2) + 1e-8)), m2, v2, snp.where(g > 0, g, 0.0)
+
+
+def _adam_args(shape, dtype):
+    rng = np.random.default_rng(6)
+    args = [rng.normal(size=shape).astype(dtype) for _ in range(4)]
+    args[3] = np.abs(args[3])
+    args[1].flat[:4] = [np.inf, -np.inf, np.nan, -0.0]
+    return args + [np.asarray(1e-3, dtype)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_loops_give_the_reference_bits(dtype):
+    args = _adam_args((37, 11), dtype)
+    g = sciml.make_graph(_adam_like, *args)
+    run = Schedule(g, fuser=library.FUSER)
+    fused = [s for s in run.steps if s.name == "fused"]
+    assert len(fused) == 1 and len(run.steps) < len(g.body)
+    for _ in range(2):
+        assert_same(run(args), eval_graph_flat(g, args))
+
+
+def test_fused_source_depends_on_the_structure_not_the_shape():
+    sources = set()
+    for shape in [(5,), (3, 4), (2, 3, 4)]:
+        g = sciml.make_graph(_adam_like, *_adam_args(shape, "float32"))
+        (c,) = _clusters(g, library.fusable)
+        sources.add(library.fused_source(c))
+    assert len(sources) == 1
+
+
+def test_what_is_not_fused():
+    g = sciml.make_graph(lambda x, i: (snp.exp(x) * 2.0, snp.maximum(x, 1.0) + 1.0,
+                                       i * 2 + 1), np.zeros(8, np.float32),
+                         np.zeros(8, np.int32))
+    assert not any(library.fusable(n) for n in g.body if n.prim.name in ("exp", "maximum"))
+    assert not any(library.fusable(n) for n in g.body if n.outputs[0].aval.dtype == np.int32)
+
+
+@settings(max_examples=12, deadline=None)
+@given(programs(), param_shapes(), st.data())
+def test_random_graphs_with_fused_loops_match_the_interpreter(program, shapes, data):
+    g = trace(program, shapes)
+    run = Schedule(g, fuser=library.FUSER)
+    xs = [data.draw(arrays(s)) for s in shapes]
+    assert_same(run(xs), eval_graph_flat(g, xs))

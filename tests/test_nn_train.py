@@ -60,6 +60,29 @@ def test_compiled_step_equals_eager_step():
     assert len(a._step.cache) == 1  # traced once
 
 
+def test_step_reuses_the_state_it_is_given_and_leaves_the_net_alone():
+    def make(donate):
+        net = nn.SequentialCell(nn.Dense(6, 32, rng=np.random.default_rng(0)), nn.ReLU(),
+                                nn.Dense(32, 3, rng=np.random.default_rng(1)))
+        return net, nn.TrainOneStep(net, nn.SoftmaxCrossEntropyWithLogits(), optim.Adam(1e-2),
+                                    donate=donate)
+
+    x = RNG.normal(size=(16, 6)).astype(np.float32)
+    y = RNG.integers(0, 3, 16)
+    (net, a), (_, b) = make(True), make(False)
+    before = {k: v.copy() for k, v in net.parameters().items()}
+    sa, sb = a.init(), b.init()
+    for _ in range(3):
+        ids = {id(v) for v in sa["params"].values()}
+        sa, la = a(sa, x, y)
+        sb, lb = b(sb, x, y)
+        assert float(la) == float(lb)
+    assert ids & {id(v) for v in sa["params"].values()}  # updated in place
+    for k in sa["params"]:
+        np.testing.assert_array_equal(sa["params"][k], sb["params"][k])
+        np.testing.assert_array_equal(net.parameters()[k], before[k])
+
+
 def test_compiled_conv_gradients_match_finite_differences():
     # The compiled path (Schedule with the numba im2col/col2im and buffers) in float64: strided,
     # dilated and padded convolutions, an overlapping pool, against central differences.

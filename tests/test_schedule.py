@@ -96,3 +96,39 @@ def test_select_matches_where_bit_for_bit(dtype):
         pa, pb = (a.copy(), b) if over_a else (a, b.copy())
         select_impl(p, pa, pb, out=pa if over_a else pb)
         assert (pa if over_a else pb).tobytes() == want.tobytes()
+
+
+def _update(p, g, m):
+    m2 = m * 0.9 + g * 0.1
+    return p - m2 * 0.5, m2, (g * g).sum()
+
+
+def test_donated_arguments_hold_the_results_they_match():
+    rng = np.random.default_rng(4)
+    args = [rng.normal(size=(300, 40)) for _ in range(3)]
+    g = sciml.make_graph(_update, *args)
+    run = Schedule(g, donate=(0, 2))
+    for _ in range(3):
+        want = eval_graph_flat(g, [a.copy() for a in args])
+        p, m = args[0], args[2]
+        outs = run(args)
+        assert_same(outs, want)
+        assert outs[0] is p and outs[1] is m  # written in place
+        args = [outs[0], rng.normal(size=(300, 40)), outs[1]]
+
+
+def test_shared_or_read_only_arguments_are_not_written():
+    rng = np.random.default_rng(5)
+    p, g_ = rng.normal(size=(300, 40)), rng.normal(size=(300, 40))
+    graph = sciml.make_graph(_update, p, g_, p)
+    run = Schedule(graph, donate=(0, 2))
+    for args in ([p, g_, p], [p, p[:], p.copy()]):  # passed twice; viewed by another argument
+        keep = [a.copy() for a in args]
+        want = eval_graph_flat(graph, keep)
+        outs = run(args)
+        assert_same(outs, want)
+        np.testing.assert_array_equal(p, keep[0])
+    ro = p.copy()
+    ro.flags.writeable = False
+    outs = run([ro, g_, p.copy()])
+    assert outs[0] is not ro

@@ -24,7 +24,7 @@ import numpy as np
 from autodiff import dtypes
 from autodiff.errors import UnsupportedError
 from autodiff.interpret import eval_graph_flat
-from autodiff.pytree import tree_flatten, tree_unflatten
+from autodiff.pytree import tree_flatten, tree_map, tree_unflatten
 from autodiff.schedule import Schedule
 from autodiff.trace import Tracer, make_graph
 
@@ -91,13 +91,16 @@ class compiled:
     ``backend="interpret"`` (the default) replays the optimised graph with an
     ``autodiff.schedule.Schedule``: one numpy call per node, matmuls and convolutions as BLAS
     matmuls, elementwise results in buffers reused from call to call (in place where an operand
-    dies), im2col/col2im through the compiled ``kernels.library`` loops. ``backend="cpu"`` runs
+    dies), im2col/col2im through the compiled ``kernels.library`` loops. ``donate`` lists
+    positional arguments whose arrays the call may overwrite with its results (the caller must
+    not use them afterwards). ``backend="cpu"`` runs
     it through ``kernels.jit`` (fused numba kernels), which takes seconds to compile a training
     step and is not faster on the networks measured (bench/RESULTS.md).
     """
 
-    def __init__(self, fn, name="step", backend="interpret"):
+    def __init__(self, fn, name="step", backend="interpret", donate=()):
         self.fn, self.name, self.cache, self.backend = fn, name, {}, backend
+        self.donate = tuple(donate)
         if backend != "interpret":
             from kernels.jit import jit
 
@@ -125,17 +128,33 @@ class compiled:
         # (optimize again: simplify composes the transposes that now meet).
         g = optimize(fold_transposes(optimize(g)))
         g.meta.update(meta)
-        impls = _compiled_impls()
-        return Schedule(g, impls=impls, into=impls)
+        impls, fuser = _compiled_impls()
+        return Schedule(g, impls=impls, into=impls, donate=self._donated_leaves(args),
+                        fuser=fuser)
+
+    def _donated_leaves(self, args):
+        """Flat argument indices of the leaves of the donated positional arguments."""
+        out, start = [], 0
+        for i, a in enumerate(args):
+            n = len(tree_flatten(a)[0])
+            if i in self.donate:
+                out += range(start, start + n)
+            start += n
+        return out
+
+
+def _copy(x):
+    return np.array(x, copy=True)
 
 
 def _compiled_impls():
-    """Compiled implementations of library primitives (numba), when numba imports."""
+    """Compiled implementations of library primitives and the elementwise fuser (numba),
+    when numba imports."""
     try:
-        from kernels.library import IMPLS
+        from kernels.library import FUSER, IMPLS
     except ImportError:
-        return {}
-    return IMPLS
+        return {}, None
+    return IMPLS, FUSER
 
 
 class TrainOneStep:
@@ -146,21 +165,28 @@ class TrainOneStep:
     (parameters stay float32; compute in the low type); ``loss_scale`` a ``precision.LossScale``
     (on by default for fp16 policies). With ``jit=False`` the step runs eagerly op by op;
     ``backend`` is passed to ``compiled``.
+
+    With ``donate=True`` (the default) a compiled step consumes the state it is given: the new
+    state is written into the old state's arrays where they fit, as PyTorch's optimizers update
+    parameters in place (no allocation per step). Rebind the result (``state, loss =
+    step(state, ...)``) and copy a state you want to keep. ``init`` copies the network's arrays,
+    so the network itself is never overwritten.
     """
 
     def __init__(self, net, loss, optimizer, policy=None, loss_scale=None, jit=True,
-                 backend="interpret"):
+                 backend="interpret", donate=True):
         self.net, self.loss, self.optimizer = net, loss, optimizer
         self.policy = None if policy is None else precision.get_policy(policy)
         if loss_scale is None and self.policy is not None and self.policy.loss_scaling:
             loss_scale = precision.LossScale()
         self.loss_scale = loss_scale
-        self._step = compiled(self._pure_step, "train_step", backend) if jit else (
-            self._pure_step)
+        self._step = compiled(self._pure_step, "train_step", backend,
+                              donate=(0,) if donate else ()) if jit else self._pure_step
 
     def init(self, params=None):
         params = self.net.parameters() if params is None else params
-        return {"params": params, "buffers": self.net.buffers(),
+        params = tree_map(_copy, params)
+        return {"params": params, "buffers": tree_map(_copy, self.net.buffers()),
                 "opt": self.optimizer.init(params),
                 "scale": self.loss_scale.init_state() if self.loss_scale else {}}
 
