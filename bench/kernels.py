@@ -12,7 +12,10 @@ Every implementation present runs in the same process, interleaved (A B A B ...)
 triad bandwidth, each baseline's time relative to sciml, and sciml's first-call latency in a
 fresh process with an empty and with a warm disk cache. Run::
 
-    NUMBA_NUM_THREADS=2 python -m bench.kernels [--small] [--reps 7]
+    NUMBA_NUM_THREADS=2 python -m bench.kernels [--small] [--reps 7] [--heat-only]
+
+``--heat-only`` runs the triad (for B) and the heat chain only; ``SCIML_WAVEFRONT=off`` times
+the heat chain one kernel per step instead of one wavefront sweep (kernels/wavefront.py).
 
 Optional baselines: ``jax``, ``torch``, ``devito`` (each skipped when not importable).
 """
@@ -241,7 +244,7 @@ def run(args):
            med, 3 * 8 * n_triad / 1e9, "GB/s", bw, 3 * 8 * n_triad)
 
     # (2) transcendental elementwise
-    for dt in ("float64", "float32"):
+    for dt in () if args.heat_only else ("float64", "float32"):
         x = rng.uniform(-3, 3, n_elem).astype(dt)
         y = np.empty_like(x)
         sj = jit(elementwise, reuse_outputs=True)
@@ -265,6 +268,9 @@ def run(args):
         sj = jit(heat10, reuse_outputs=True)
         bufs = (np.empty_like(u), np.empty_like(u))
         fns = {"sciml": lambda: sj(u, cc), "numba loop": lambda: nb_heat10(u, cc, bufs)}
+        if os.environ.get("SCIML_WAVEFRONT", "auto") != "off":
+            per_step = _per_step(heat10, u, cc)
+            fns["sciml, one kernel per step"] = lambda: per_step(u, cc)
         if n_heat <= 128 or args.numpy_heat:
             fns["numpy"] = lambda: _np_heat10(u, cc)
         if jx:
@@ -282,6 +288,8 @@ def run(args):
         report(f"3-D 7-point heat, {n_heat}^3 {dt}, 10 steps", med, pts / 1e9, "Gpoints/s",
                bw, 10 * 2 * u.itemsize * n_heat ** 3)
 
+    if args.heat_only:
+        return
     # (4) fused reduction
     x = rng.random(n_elem)
     sj = jit(sumsq)
@@ -298,6 +306,21 @@ def run(args):
            "Gpoints/s", bw, 8 * n_elem)
 
     latency(args)
+
+
+def _per_step(fun, *args):
+    """``jit(fun)`` compiled without the wavefront pass: one kernel per step, for comparison."""
+    old = os.environ.get("SCIML_WAVEFRONT")
+    os.environ["SCIML_WAVEFRONT"] = "off"
+    try:
+        f = jit(fun, reuse_outputs=True)
+        f.lower(*args)  # the pass reads the switch when it compiles
+    finally:
+        if old is None:
+            del os.environ["SCIML_WAVEFRONT"]
+        else:
+            os.environ["SCIML_WAVEFRONT"] = old
+    return f
 
 
 def _np_heat10(u, c):
@@ -356,5 +379,6 @@ if __name__ == "__main__":
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--numpy-heat", action="store_true", help="also time numpy on 256^3")
     p.add_argument("--latency-only", action="store_true", help="only the first-call latency")
+    p.add_argument("--heat-only", action="store_true", help="only the triad and the heat chain")
     a = p.parse_args()
     latency(a) if a.latency_only else run(a)

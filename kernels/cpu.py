@@ -103,6 +103,8 @@ _CASTS = {"float32", "int32", "complex64"}  # numba would widen these; cast resu
 def print_kernel(k: Kernel, table: dict | None = None, name: str | None = None) -> str:
     """The numba source of ``k`` as a module defining one function named ``name``."""
     table = TABLE if table is None else table
+    if hasattr(k, "print_numba"):  # a wavefront kernel (kernels/wavefront.py) prints its sweep
+        return k.print_numba(table, name)
     p = _Printer(k, table)
     body = p.function(name or k.name)
     imports = ["import numba", "import numpy as np"]

@@ -2,7 +2,7 @@
 
 The whole pipeline is ``compile_graph``, one named call per stage::
 
-    trace -> verify -> passes -> fuse -> lower -> print -> compile -> plan
+    trace -> verify -> passes -> fuse -> lower -> wavefront -> print -> compile -> plan
 
 Each stage is timed (``Compiled.timings``) and can be dumped by naming it in ``SCIML_DEBUG``
 (comma separated, or ``all``): ``SCIML_DEBUG=fuse,source python prog.py``.
@@ -79,7 +79,7 @@ from autodiff.pytree import tree_flatten, tree_unflatten
 from autodiff.trace import abstractify, make_graph
 from autodiff.verify import verify
 
-from . import cache
+from . import cache, wavefront
 from .fuse import Cluster, Library, fuse
 from .loopir import verify_kernel
 from .lower import lower
@@ -210,6 +210,9 @@ def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = Fals
         for k in kernels.values():
             verify_kernel(k)
     _dump("lower", "\n\n".join(map(str, kernels.values())))
+    # [Kernel] -> [Kernel]: chains of stencil kernels become one sweep (SCIML_WAVEFRONT=off)
+    groups, kernels = timer("wavefront", wavefront.block, groups, kernels, graph, backend)
+    _dump("wavefront", "\n\n".join(str(k) for k in kernels.values() if hasattr(k, "levels")))
     # [Kernel] -> [source]: the target's printer
     sources = timer("print", lambda: {i: tgt.print_kernel(k, name="kernel")
                                       for i, k in kernels.items()})

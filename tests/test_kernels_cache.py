@@ -80,7 +80,8 @@ def test_kernel_suite_under_boundscheck(tmp_path):
     env = dict(os.environ, SCIML_CACHE_DIR=str(tmp_path), NUMBA_BOUNDSCHECK="1",
                PYTHONPATH=str(ROOT))
     tests = ["tests/test_kernels_primitives.py", "tests/test_kernels_fuse.py",
-             "tests/test_kernels_plancode.py", "tests/test_kernels_golden.py"]
+             "tests/test_kernels_plancode.py", "tests/test_kernels_golden.py",
+             "tests/test_wavefront.py"]
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                           *tests], env=env, cwd=ROOT, capture_output=True, text=True,
                          timeout=1800)

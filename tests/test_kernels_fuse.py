@@ -15,7 +15,7 @@ import sciml
 import sciml.numpy as snp
 from autodiff.errors import UnsupportedError
 from autodiff.interpret import eval_graph, eval_graph_flat
-from kernels import cache, cpu, fuse, halfconv, jit, loopir, lower, templates
+from kernels import cache, cpu, fuse, halfconv, jit, loopir, lower, templates, wavefront
 from kernels.jit import jit as kjit
 
 
@@ -59,7 +59,8 @@ def test_stencil_fuses_with_the_elementwise_work():
         sciml.make_graph(heat, u, 0.1), u, 0.1), rtol=1e-13)
 
 
-def test_stencil_of_a_computed_value_needs_a_second_kernel():
+def test_stencil_of_a_computed_value_needs_a_second_kernel(monkeypatch):
+    monkeypatch.setenv("SCIML_WAVEFRONT", "off")  # fuse's kernels, before any sweep joins them
     def f(u):
         v = np.sin(u)
         return snp.shift(v, (1,), boundary="periodic") - v
@@ -81,7 +82,8 @@ def test_library_node_splits_and_fuses_around_it():
     np.testing.assert_allclose(kjit(f)(a, b), f(a, b), rtol=1e-13)
 
 
-def test_buffers_are_reused_between_kernels():
+def test_buffers_are_reused_between_kernels(monkeypatch):
+    monkeypatch.setenv("SCIML_WAVEFRONT", "off")  # fuse's kernels, before any sweep joins them
     def f(u):
         for _ in range(4):
             u = snp.shift(np.sin(u), (1,), boundary="periodic")
@@ -152,8 +154,9 @@ def test_random_programs_match_the_interpreter(program, shapes, data):
     xs = [data.draw(graphgen.arrays(s)) for s in shapes]
     want = eval_graph_flat(g, xs)
     c = jit.compile_graph(g)
-    for k in c.kernels.values():
-        loopir.verify_kernel(k)
+    for k in c.kernels.values():  # loop kernels, and the sweeps the wavefront pass made
+        is_sweep = isinstance(k, wavefront.WavefrontKernel)
+        (wavefront.verify_wavefront if is_sweep else loopir.verify_kernel)(k)
     got = c.plan(xs)
     for a, b in zip(got, want):
         assert a.shape == b.shape and a.dtype == b.dtype
