@@ -438,10 +438,10 @@ class Cluster:
 
 
 def _clusters(graph: Graph, fusable) -> list:
-    """Clusters of two or more nodes that ``fusable`` accepts (each with array operands of its
-    result's shape and 0-d ones only), grown greedily in program order. A cluster runs where
-    its last node was, so a node may join the open cluster of its shape as long as no node
-    outside has read one of the cluster's results yet."""
+    """Clusters of two or more nodes (or one select) that ``fusable`` accepts (each with array
+    operands of its result's shape and 0-d ones only), grown greedily in program order. A
+    cluster runs where its last node was, so a node may join the open cluster of its shape as
+    long as no node outside has read one of the cluster's results yet."""
     open_: dict = {}
     found = []
     for n in graph.body:
@@ -460,7 +460,8 @@ def _clusters(graph: Graph, fusable) -> list:
             found.append(c)
         c.nodes.append(n)
         c.made.update(o.id for o in n.outputs)
-    found = [c for c in found if len(c.nodes) > 1]
+    # A lone select fuses too: one loop instead of numpy's bit-mask passes.
+    found = [c for c in found if len(c.nodes) > 1 or c.nodes[0].prim.name == "select"]
     _connect(graph, found)
     return found
 

@@ -6,11 +6,13 @@
 
 Each framework runs the same network, loss and optimizer, float32, one full training step per
 call (forward, backward, update). After warm-up (which includes sciml's tracing and JAX's
-compilation, reported separately), the frameworks are timed in interleaved rounds and the
-median per-step time is reported, so load from other processes hits all of them alike. Thread
-counts are pinned (``--threads``, default 1) for numpy's BLAS, PyTorch and XLA.
+compilation, reported separately), the frameworks are timed in interleaved rounds (the order
+rotates from round to round) and the median per-step time is reported, so load from other
+processes hits all of them alike. Two clocks: wall time, and the process's CPU time (all its
+threads), which leaves out the time spent waiting for a core on a shared machine. Thread counts
+are pinned (``--threads``, default 1) for numpy's BLAS, PyTorch and XLA.
 
-Run: ``python -m bench.nn [--threads 1] [--rounds 7] [--steps 20]``.
+Run: ``python -m bench.nn [--threads 1] [--rounds 15] [--steps 10]``.
 """
 
 from __future__ import annotations
@@ -193,28 +195,42 @@ def bench(name, kind, make_net, x, y, args, rng):
         warm[k] = time.perf_counter() - t0
         for _ in range(3):
             run(x, y)
-    times = {k: [] for k in runners}
-    for _ in range(args.rounds):
-        for k, run in runners.items():
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                run(x, y)
-            times[k].append((time.perf_counter() - t0) / args.steps)
+    wall, cpu = _timed_rounds(runners, x, y, args)
     print(f"\n{name} ({args.threads} thread(s), median of {args.rounds} rounds x "
           f"{args.steps} steps)")
-    print(f"  {'framework':10s} {'ms/step':>9s} {'vs pytorch':>11s} {'first call s':>13s}")
-    ref = statistics.median(times["pytorch"]) if "pytorch" in times else None
+    print(f"  {'framework':10s} {'ms/step':>9s} {'vs pytorch':>11s} {'cpu ms/step':>12s} "
+          f"{'vs pytorch':>11s} {'first call s':>13s}")
     for k in runners:
-        med = statistics.median(times[k])
-        rel = f"{med / ref:10.2f}x" if ref else "          -"
-        print(f"  {k:10s} {med * 1e3:9.2f} {rel} {warm[k]:13.2f}")
+        print(f"  {k:10s} {_cell(wall, k)} {_cell(cpu, k, 12)} {warm[k]:13.2f}")
+
+
+def _timed_rounds(runners, x, y, args):
+    """Median wall and CPU seconds per step of each runner over interleaved rounds."""
+    names = list(runners)
+    wall = {k: [] for k in names}
+    cpu = {k: [] for k in names}
+    for r in range(args.rounds):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(args.steps):
+                runners[k](x, y)
+            wall[k].append((time.perf_counter() - t0) / args.steps)
+            cpu[k].append((time.process_time() - c0) / args.steps)
+    return ({k: statistics.median(v) for k, v in wall.items()},
+            {k: statistics.median(v) for k, v in cpu.items()})
+
+
+def _cell(times, k, width=9):
+    ref = times.get("pytorch")
+    rel = f"{times[k] / ref:10.2f}x" if ref else "          -"
+    return f"{times[k] * 1e3:{width}.2f} {rel}"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--steps", type=int, default=10)
     args = ap.parse_args(argv)
     limits = _pin_threads(args.threads)
     rng = np.random.default_rng(0)

@@ -58,6 +58,25 @@ def _im2col2d(x, out, sh, sw, ph, pw, dh, dw, value):
 
 
 @numba.njit(nogil=True, cache=True)
+def _im2col2d_one(x, out, sh, sw, ph, pw, dh, dw, value):
+    # One channel (a network's input image): no channel loop, whose one trip costs as much as
+    # the copy.
+    n_, h_, w_ = x.shape
+    oh_, ow_, kh_, kw_ = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    for n in range(n_):
+        for oh in range(oh_):
+            for ow in range(ow_):
+                for i in range(kh_):
+                    h = oh * sh - ph + i * dh
+                    for j in range(kw_):
+                        w = ow * sw - pw + j * dw
+                        if 0 <= h < h_ and 0 <= w < w_:
+                            out[n, oh, ow, i, j] = x[n, h, w]
+                        else:
+                            out[n, oh, ow, i, j] = value
+
+
+@numba.njit(nogil=True, cache=True)
 def _col2im2d(cols, x, sh, sw, ph, pw, dh, dw):
     # cols (N, OH, OW, KH, KW, C) summed into x (N, H, W, C), which starts at zero. Taps
     # outermost: each point adds its contributions in tap order, as the reference does, so
@@ -114,7 +133,10 @@ def im2col(x, *, kernel, stride, padding, dilation, value=0.0, out=None):
     cols, full, lead, args = _geometry(x.shape, kernel, stride, padding, dilation, False)
     xs = np.ascontiguousarray(x).reshape(cols[:1] + (1,) * (2 - nd) + x.shape[len(lead):])
     out = np.empty(full, x.dtype) if out is None else out
-    _im2col2d(xs, out.reshape(cols), *args, x.dtype.type(value))
+    if x.shape[-1] == 1:
+        _im2col2d_one(xs[..., 0], out.reshape(cols[:-1]), *args, x.dtype.type(value))
+    else:
+        _im2col2d(xs, out.reshape(cols), *args, x.dtype.type(value))
     return out
 
 
