@@ -337,7 +337,10 @@ class _Printer:
         if isinstance(x, (Clamp, Wrap)) and self._inside(x.e):
             return self.ix(x.e)  # inside the interior range the index is already in bounds
         if isinstance(x, Clamp):
-            return f"min(max({self.ix(x.e)}, {x.lo}), {x.hi})"
+            e = self.ix(x.e)
+            if isinstance(x.e, Idx):  # numba may type a bare prange index as unsigned, and
+                e = f"np.int64({e})"  # max(uint64, int) is a float
+            return f"min(max({e}, {x.lo}), {x.hi})"
         if isinstance(x, Wrap):
             return f"({self.ix(x.e)} % {x.n})"
         raise TypeError(f"cpu printer: unknown index expression {x!r}")

@@ -253,3 +253,11 @@ def test_kernel_verifier_names_the_broken_statement():
     with pytest.raises(VerifyError, match="index of rank 2"):
         loopir.verify_kernel(Kernel("k", (4,), ok.inputs, ok.outputs,
                                     [Let("a", Load("in0", (Idx(0), Idx(0))))]))
+
+
+def test_pad_at_the_high_end_in_a_parallel_kernel():
+    """A clamp of a bare loop index (padding only after the end) must stay an integer index
+    in a prange loop, where numba may type the index as unsigned."""
+    x = np.random.default_rng(3).standard_normal((40, 30, 30))
+    f = lambda v: np.pad(v * 2.0, ((0, 3), (0, 0), (0, 0))) + 1.0  # noqa: E731
+    np.testing.assert_allclose(kjit(f)(x), f(x), rtol=1e-14)

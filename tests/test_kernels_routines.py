@@ -35,7 +35,7 @@ def test_cumsum(axis, reverse):
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_concatenate(axis):
-    _check(lambda x, y: np.concatenate([x * 2.0, y, x], axis=axis), X3, X3 + 1.0)
+    _check(lambda x, y: np.concatenate([x * 2.0, y, x, y, x], axis=axis), X3, X3 + 1.0)
 
 
 @pytest.mark.parametrize("name", ["sum", "prod", "max", "min"])
