@@ -404,8 +404,8 @@ def build(chain: Chain, kernels: dict, split: str) -> tuple:
 
 
 def _split(chain: Chain, kernels: dict, want: str) -> tuple[str, int]:
-    """How threads share a plane: ``rows`` or ``slabs``; ``serial`` for small or thin domains."""
-    if math.prod(chain.domain) < PARALLEL_MIN_POINTS or len(chain.domain) < 3:
+    """How threads share a plane: ``rows`` or ``slabs``; ``serial`` for small or 1-D domains."""
+    if math.prod(chain.domain) < PARALLEL_MIN_POINTS or len(chain.domain) < 2:
         return "serial", 1
     slabs_ok = schedule(chain, kernels, 0).halo is not None
     split = "slabs" if want in ("slabs", "auto") and slabs_ok else "rows"
@@ -646,6 +646,10 @@ def _level_function(wk: WavefrontKernel, m: int, p: _LevelPrinter) -> str:
         def inner(i, dims):
             return p.point(i, False, frozenset(dims))
         outer = {0: ranges[0]} if 0 in ranges else {}
+    elif last == 1:  # the band r0..r1 is the innermost loop
+        def inner(i, dims):
+            return _band(p, wk.domain[1], ranges.get(1), i, dims)
+        outer = {0: ranges[0]} if 0 in ranges else {}
     else:
         def inner(i, dims):
             return p.innermost(last, ranges.get(last), "range", i, False, dims)
@@ -657,3 +661,20 @@ def _level_function(wk: WavefrontKernel, m: int, p: _LevelPrinter) -> str:
     lines += inner(ind + 1, set(outer))
     lines.append(_i(ind) + "else:")
     return "\n".join(lines + inner(ind + 1, set())) + "\n"
+
+
+def _band(p: _LevelPrinter, n: int, peel, ind: int, interior: set) -> list:
+    """The innermost loop over axis 1 within the band ``r0..r1``, split like the cpu
+    printer's into border, guard-free interior and border. The loop counts from 0: over
+    ``range(max(r0, a), ...)`` LLVM keeps numba's negative-index checks and does not
+    vectorise (4x slower)."""
+    segments = ((0, n, False),) if peel is None else (
+        (0, peel[0], False), (peel[0], peel[1], True), (peel[1], n, False))
+    lines = []
+    for lo, hi, inside in segments:
+        if hi > lo:
+            lines += [_i(ind) + f"b1 = max(r0, {lo})",
+                      _i(ind) + f"for k1 in range(max(min(r1, {hi}) - b1, 0)):",
+                      _i(ind + 1) + "i1 = b1 + k1"]
+            lines += p.point(ind + 1, False, frozenset(interior | ({1} if inside else set())))
+    return lines

@@ -162,13 +162,14 @@ def test_off_switch_keeps_one_kernel_per_step(monkeypatch):
     assert not any(isinstance(g, Wavefront) for g in c.groups)
 
 
-@pytest.mark.parametrize("mode,boundary,split", [
-    ("slabs", "zero", "slabs"), ("rows", "zero", "rows"), ("auto", "periodic", "rows"),
-    ("auto", "edge", "slabs")])
-def test_threads_split_the_planes(monkeypatch, mode, boundary, split):
+@pytest.mark.parametrize("shape,mode,boundary,split", [
+    ((12, 48, 64), "slabs", "zero", "slabs"), ((12, 48, 64), "rows", "zero", "rows"),
+    ((12, 48, 64), "auto", "periodic", "rows"), ((12, 48, 64), "auto", "edge", "slabs"),
+    ((6, 6000), "auto", "zero", "slabs"), ((6, 6000), "rows", "edge", "rows")])
+def test_threads_split_the_planes(monkeypatch, shape, mode, boundary, split):
     """Domains large enough for threads: bands of rows with halos (slabs) or one parallel
     loop per step (rows; periodic reads along axis 1 need the whole previous plane)."""
-    u = _grid((12, 48, 64), "float32")
+    u = _grid(shape, "float32")
     c = _check(monkeypatch, _chain(4, 1, boundary), (u, np.asarray(0.1, np.float32)),
                mode=mode, rtol=1e-5)
     (k,) = c.kernels.values()
