@@ -15,6 +15,7 @@ never constants baked into its source.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from autodiff.ir import Const, Var
@@ -82,6 +83,10 @@ def build(plan, compile_sub):
         return None
     source = em.source(params + [name for _, name, _, _ in fresh], outs)
     fn = cache.load(source, "plan", "cpu-plan")
+    # A plan loaded from numba's disk cache calls its parallel kernels without going through
+    # their dispatchers, which is where numba starts its thread pool: start it here, or the
+    # first parallel region of a fresh process runs on a pool that does not exist (segfault).
+    numba.get_num_threads()
     return PlanCode(plan, fn, [a for _, a in em.fixed], [(b, a) for _, _, b, a in fresh],
                     source)
 

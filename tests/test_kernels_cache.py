@@ -98,3 +98,34 @@ def test_cache_dir_layout(tmp_path, monkeypatch):
     key = cache.kernel_key(src, "cpu")
     assert (tmp_path / cache.PACKAGE / f"k_{key}.py").read_text() == src
     assert cache.kernel_key(src, "gpu") != key
+
+
+PARALLEL_PLAN = textwrap.dedent("""
+    import numpy as np
+    import sciml.numpy as snp
+    from kernels.jit import jit
+    from kernels.plancode import PlanCode
+
+    def f(u):  # parallel stencil kernels and a reduction (2^18 points) in one plan function
+        v = u + 0.1 * (snp.shift(u, (1, 0, 0)) - u)
+        w = v * np.sqrt(np.abs(snp.shift(v, (0, 1, 0))) + 1.0)
+        return w, (w * snp.shift(w, (0, 0, 1))).sum()
+
+    u = np.random.default_rng(0).random((64, 64, 64))
+    g = jit(f)
+    got = g(u)  # the first thing this process runs in parallel is the cached plan function
+    assert isinstance(g.lower(u).plan, PlanCode)
+    for a, b in zip(got, f(u)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    print("ok")
+""")
+
+
+def test_whole_plan_with_parallel_kernels_from_the_disk_cache(tmp_path):
+    """Second process: the plan function and its parallel kernels come from numba's cache and
+    no parallel dispatcher is called from Python first. (The GOMD step crashed this way before
+    plancode started numba's thread pool; this smaller program has not reproduced the crash
+    without that fix, so it guards the path, not that exact failure.)"""
+    env = {"SCIML_WAVEFRONT": "off"}
+    assert "ok" in _run(tmp_path, code=PARALLEL_PLAN, env_extra=env).stdout
+    assert "ok" in _run(tmp_path, code=PARALLEL_PLAN, env_extra=env).stdout
