@@ -42,12 +42,17 @@ def test_compiled_step_matches_eager(classic):
     assert np.max(np.abs(jitted["u"])) > 0.0
 
 
-def test_external_loop_is_one_compiled_function(classic):
+def test_every_phase_is_one_compiled_function(classic):
     cfg, params, fast = classic
     state = advance(fast, init_state(params), 2)
     forcing, external_loop, update = fast.lower(state)
     assert isinstance(external_loop.plan, PlanCode)  # no Python between the sub-steps
     assert "for it" in external_loop.plan.source
+    # The 3-D phases too: vertical sums, cumulative sums, concatenations and the tridiagonal
+    # solves are compiled routines, so nothing in a step returns to Python.
+    for phase in (forcing, update):
+        assert isinstance(phase.plan, PlanCode), str(phase)
+    assert any(r.prim == "tridiagonal_solve" for r in update.routines.values())
 
 
 def test_restart_bit_for_bit_on_compiled_path(classic, tmp_path):
