@@ -17,11 +17,13 @@ built once per graph and then
   those arguments' arrays once nothing reads them any more: a training step then updates its
   state in place, as PyTorch's optimizers do, instead of allocating it anew every step;
 - runs named primitives with other implementations when given (``impls``, e.g. the compiled
-  ``kernels.library.IMPLS``).
+  ``kernels.library.IMPLS``), and with a ``fuser`` (``kernels.library.FUSER``) runs each
+  cluster of elementwise nodes over one shape as one compiled loop, as soon as its operands
+  exist (an optimizer's update of a parameter right after the matmul that made its gradient).
 
 The first call checks every result against its abstract value, as ``eval_graph_flat`` does;
 later calls convert only where the first needed it. Results equal ``eval_graph_flat``'s
-bit for bit.
+bit for bit as long as the given implementations do (those of ``kernels.library`` do).
 
 >>> import numpy as np
 >>> from autodiff import lax

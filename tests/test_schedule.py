@@ -132,3 +132,27 @@ def test_shared_or_read_only_arguments_are_not_written():
     ro.flags.writeable = False
     outs = run([ro, g_, p.copy()])
     assert outs[0] is not ro
+
+
+@pytest.mark.parametrize("ls,rs,dims", [
+    ((4, 40, 6), (3, 6), ((2,), (1,))),        # per-example GEMMs on patches
+    ((4, 5, 6), (6, 3), ((2,), (0,))),         # few rows each: one GEMM
+    ((4, 40, 6), (4, 40, 3), ((0, 1), (0, 1))),  # weight gradient: stacked GEMM + sum
+    ((4, 5, 6), (4, 5, 3), ((0, 1), (0, 1))),
+    ((3, 6), (3, 4), ((0,), (0,))),
+])
+def test_dot_general_fast_paths_match_tensordot(ls, rs, dims):
+    from autodiff.primitives import PRIMITIVES
+
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=ls), rng.normal(size=rs)
+    dn = (dims, ((), ()))
+    want = np.tensordot(a, b, dims)
+    np.testing.assert_allclose(PRIMITIVES["dot_general"].impl(a, b, dimension_numbers=dn), want,
+                               rtol=1e-12, atol=1e-12)
+    g = sciml.make_graph(lambda x, y: PRIMITIVES["dot_general"].bind(
+        x, y, dimension_numbers=dn) * 2.0, a, b)
+    run = Schedule(g)
+    assert run.steps[0].buf is not None  # written into a buffer by BLAS
+    for _ in range(2):
+        assert_same(run([a, b]), eval_graph_flat(g, [a, b]))

@@ -110,15 +110,23 @@ def dot_operands(lhs, rhs, lc, rc):
         b = rhs if rc == (0,) else (rhs.T if rhs.ndim == 2 else None)
         return a, b, (None if a is None or b is None else _dot2)
     if len(lc) == 1 and lhs.ndim > 2 and rhs.ndim == 2 and lc == (lhs.ndim - 1,):
+        if lhs.shape[-2] < _STACK_ROWS and lhs.flags.c_contiguous:
+            return lhs.reshape(-1, lhs.shape[-1]), (rhs if rc == (0,) else rhs.T), _dot2
         # A transposed (Fortran-order) matrix makes each small GEMM slower than copying it.
         return lhs, (rhs if rc == (0,) else np.ascontiguousarray(rhs.T)), np.matmul
     k = len(lc)
     if (lc == rc == tuple(range(k)) and 0 < k < min(lhs.ndim, rhs.ndim)
             and lhs.flags.c_contiguous and rhs.flags.c_contiguous):
         rows = int(np.prod(lhs.shape[1:k], dtype=np.int64))
+        if rows < _STACK_ROWS:  # tiny per-index products: one GEMM over all rows
+            rows = int(np.prod(lhs.shape[:k], dtype=np.int64))
+            return lhs.reshape(rows, -1).T, rhs.reshape(rows, -1), _dot2
         a, b = lhs.reshape(lhs.shape[0], rows, -1), rhs.reshape(rhs.shape[0], rows, -1)
         return a, b, _dot_stacked
     return lhs, rhs, None
+
+
+_STACK_ROWS = 32  # below this many rows per leading index, one GEMM per index costs more
 
 
 def _dot2(a, b, out=None):
