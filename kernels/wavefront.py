@@ -3,8 +3,8 @@
 A time-stepping loop unrolled by the tracer (``for _ in range(10): u = step(u)``) fuses into
 one kernel per step, each a full pass over memory: every step reads ``u`` and writes the next
 ``u``. When kernel ``t + 1`` reads kernel ``t``'s output only near the current plane along
-axis 0 (``shift``, ``pad`` and ``slice`` loads at ``i0 + o``, guarded, clamped or wrapped at the
-edges), the chain can sweep along axis 0 once: plane ``q`` of level ``t`` is computed as soon
+axis 0 (loads at ``i0 + o`` such as ``shift``'s, guarded, clamped or wrapped at the edges),
+the chain can sweep along axis 0 once: plane ``q`` of level ``t`` is computed as soon
 as planes ``q - r .. q + r`` of level ``t - 1`` exist, and each intermediate level lives in a
 ring of a few planes that stays in cache. Only the chain's inputs are read from memory and
 only the values needed outside it are written.
@@ -18,22 +18,30 @@ waiting for the end of the sweep. Every point runs the unchanged per-point state
 kernel (the loop IR printed by ``kernels.cpu``), so the results are those of the unblocked
 chain, bit for bit.
 
-Threads split each plane: ``rows`` runs the planes of all levels of one step in one parallel
-loop over axis 1 (a barrier per step); ``slabs`` gives each thread a band of axis 1 for the
-whole sweep, with halo rows recomputed by both neighbours (no barrier; needs reads along
-axis 1 at ``i1 + o``). ``SCIML_WAVEFRONT=off`` disables the pass, ``rows`` or ``slabs`` picks
-the split. The pass runs in ``kernels.jit`` as the ``wavefront`` stage, after ``lower``:
+Threads split each plane: ``slabs`` gives each thread a band of axis 1 for the whole sweep,
+with the halo rows later levels read recomputed by both neighbours (no barrier; needs reads
+along axis 1 at ``i1 + o``, clamped or wrapped); ``rows`` runs the planes of all levels of
+one step in one parallel loop over axis 1 (a barrier per step, for any read within a plane).
+``SCIML_WAVEFRONT=off`` disables the pass, ``rows`` or ``slabs`` picks the split. The pass
+runs in ``kernels.jit`` as the ``wavefront`` stage, after ``lower``:
 
 >>> import numpy as np
->>> from kernels.jit import jit
 >>> import sciml.numpy as snp
+>>> from autodiff.trace import make_graph
+>>> from kernels.jit import compile_graph
 >>> def steps(u):
 ...     for _ in range(4):
 ...         u = u + 0.1 * (snp.shift(u, (1, 0)) + snp.shift(u, (-1, 0)) - 2.0 * u)
 ...     return u
->>> c = jit(steps).lower(np.zeros((16, 8)))
+>>> c = compile_graph(make_graph(steps, np.zeros((512, 1024))), build=False)
 >>> c.count_kernels(), [str(g).split(":")[0] for g in c.groups]
-(1, ['wavefront 3 over (16, 8)'])
+(1, ['wavefront 3 over (512, 1024)'])
+>>> k = c.kernels[3]
+>>> k.split, k.sched.delay, k.sched.halo
+('slabs', [0, 1, 2, 3], [0, 0, 0, 0])
+
+Arrays under ``SCIML_WAVEFRONT_MIN_BYTES`` (4 MiB) stay in cache between kernels: the pass
+leaves those chains alone.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from autodiff import dtypes
 from autodiff.ir import Const, Var
 
 from .cpu import PARALLEL_MIN_POINTS, _i, _interiors, _invariant_lets, _Printer
@@ -55,6 +64,9 @@ RADIUS_MAX = 4
 # The planes of all rings of one chain must fit in the last-level cache with room to spare
 # for the input and output planes; a longer chain is split where it would outgrow this.
 RING_BYTES_MAX = int(os.environ.get("SCIML_WAVEFRONT_BYTES", 24 << 20))
+# Below this many bytes per array the kernel-per-step chain works from cache and a sweep
+# gains nothing (256^2-1024^2 float64 measured level); read when a graph compiles.
+MIN_BYTES_DEFAULT = 4 << 20
 # Half types round through the storage dtype between kernels; rings would keep float32.
 _NO_RING = {"float16", "bfloat16"}
 MODES = ("rows", "slabs")
@@ -156,8 +168,12 @@ def _add(chain: Chain, g) -> Chain:
 
 
 def _eligible(k) -> bool:
-    """A kernel that stores every output at the current point of a domain of rank >= 1."""
+    """A kernel that stores every output at the current point of a domain of rank >= 1,
+    with arrays of at least ``SCIML_WAVEFRONT_MIN_BYTES`` (default 4 MiB)."""
     if not isinstance(k, Kernel) or k.reductions or not k.domain or k.domain[0] < 2:
+        return False
+    least = int(os.environ.get("SCIML_WAVEFRONT_MIN_BYTES", MIN_BYTES_DEFAULT))
+    if math.prod(k.domain) * max(dtypes.dtype(b.dtype).itemsize for b in k.outputs) < least:
         return False
     here = tuple(Idx(d) for d in range(len(k.domain)))
     return all(s.index == here for s in k.body if isinstance(s, Store))
@@ -231,6 +247,7 @@ class Link:
     hi: int  # largest offset along axis 0
     wrap: tuple | None  # (lo, hi) of the unclamped reads (plain or wrapped), None if none
     rows: int | None  # largest |offset| along axis 1, None when not of the form i1 + o
+    wraps: bool  # some read along axis 1 wraps around (periodic)
 
 
 @dataclass
@@ -241,6 +258,7 @@ class Schedule:
     ring: dict  # value id -> planes kept
     steps: tuple  # range of s
     ring_bytes: int
+    arcs: bool = False  # bands wrap around axis 1 (periodic reads along it)
 
 
 def links(chain: Chain, kernels: dict) -> list:
@@ -261,20 +279,25 @@ def links(chain: Chain, kernels: dict) -> list:
             out.append(Link(chain.made[v.id][0], c, v.id, {r[0] for r in reads},
                             min(r[1] for r in reads), max(r[1] for r in reads),
                             (min(free), max(free)) if free else None,
-                            None if None in rows else max(rows, default=0)))
+                            None if None in rows else max(r[0] for r in rows),
+                            None not in rows and any(r[1] for r in rows)))
     return out
 
 
 def _row_offset(index: tuple):
-    """|o| when axis 1 is read at ``i1 + o`` (clamped at the edges) and no later component
-    uses ``i1``; None otherwise (a thread's band of rows could not compute it)."""
-    if len(index) < 2 or any(_uses_dim(x, 1) for x in index[2:]):
-        return None if len(index) >= 2 else 0
+    """``(|o|, wraps)`` when axis 1 is read at ``i1 + o`` (clamped or wrapped at the edges)
+    and no later component uses ``i1``; None otherwise (a thread's band of rows could not
+    compute it)."""
+    if len(index) < 2:
+        return 0, False
+    if any(_uses_dim(x, 1) for x in index[2:]):
+        return None
     e = index[1]
-    if isinstance(e, Clamp):
+    wraps = isinstance(e, Wrap)
+    if isinstance(e, (Clamp, Wrap)):
         e = e.e
     o = _offset(e, 1)
-    return None if o is None else abs(o)
+    return None if o is None else (abs(o), wraps)
 
 
 def schedule(chain: Chain, kernels: dict, skew: int):
@@ -301,7 +324,8 @@ def schedule(chain: Chain, kernels: dict, skew: int):
     itemsize = {v: _itemsize(chain, v) for v in ring}
     steps = (min(d - e for d, e in zip(delay, ext)), max(d + n0 + e for d, e in zip(delay, ext)))
     return Schedule(delay, ext, _halos(ls, nm), ring, steps,
-                    sum(s * plane * itemsize[v] for v, s in ring.items()))
+                    sum(s * plane * itemsize[v] for v, s in ring.items()),
+                    any(ln.wraps for ln in ls))
 
 
 def _halos(ls: list, nm: int):
@@ -392,7 +416,7 @@ def build(chain: Chain, kernels: dict, split: str) -> tuple:
     last = chain.members[-1]
     # The rings are arguments the plan owns (constants to it): allocated in the kernel, their
     # pages would be faulted in again on every call.
-    work = [Const(np.empty(b.shape, np.dtype(b.dtype))) for b in rings.values()]
+    work = [Const(np.empty(b.shape, dtypes.dtype(b.dtype))) for b in rings.values()]
     wf = Wavefront(last.index, chain.domain, [n for g in chain.members for n in g.nodes],
                    inputs=[v for _, v in ins.values()] + work, outputs=[v for v, _ in outs],
                    members=list(chain.members))
@@ -527,6 +551,8 @@ def _print(wk: WavefrontKernel, table, name: str) -> str:
         texts.setdefault(_level_function(wk, m, p), f"level{len(texts)}")
     names = list(texts.values())
     funcs = [t.replace("def level(", f"def {n}(", 1) for t, n in texts.items()]
+    if wk.split == "slabs" and wk.sched.arcs:
+        funcs.append(ARCS)
     parallel = wk.split != "serial"
     args = ", ".join(b.name for b in wk.inputs + wk.outputs)
     lines = [f'@numba.njit(parallel={parallel}, error_model="numpy", nogil=True, cache=True)',
@@ -598,7 +624,9 @@ def _sweep_rows(wk: WavefrontKernel, fns: list) -> list:
 
 def _sweep_slabs(wk: WavefrontKernel, fns: list) -> list:
     """Each thread sweeps its own band of axis 1 with private rings; a level's halo rows are
-    those later levels of the band read."""
+    those later levels of the band read. With periodic reads along axis 1 a band with its
+    halo is an arc modulo ``n1`` (``arcs``): every row it reads, wrapped or clamped, lies on
+    the producer's arc, at its real index in the thread's full-size ring plane."""
     lo, hi = wk.sched.steps
     n1, P = wk.domain[1], wk.threads
     lines = [_i(1) + f"for t in numba.prange({P}):",
@@ -608,9 +636,24 @@ def _sweep_slabs(wk: WavefrontKernel, fns: list) -> list:
              _i(2) + f"for s in range({lo}, {hi}):"]
     for m in range(len(wk.levels)):
         h = wk.sched.halo[m]
+        lines.append(_i(3) + _active(wk, m))
+        if wk.sched.arcs and h:
+            lines += [_i(4) + f"for r0, r1 in arcs(a - {h}, b + {h}, {n1}):",
+                      _i(5) + _call(wk, m, fns[m], ("r0", "r1"), "c")]
+            continue
         rows = (f"max(a - {h}, 0)", f"min(b + {h}, {n1})") if h else ("a", "b")
-        lines += [_i(3) + _active(wk, m), _i(4) + _call(wk, m, fns[m], rows, "c")]
+        lines.append(_i(4) + _call(wk, m, fns[m], rows, "c"))
     return lines
+
+
+ARCS = '''@numba.njit(error_model="numpy", nogil=True, cache=True)
+def arcs(lo, hi, n):
+    if hi - lo >= n:
+        return ((0, n), (0, 0), (0, 0))
+    before = (lo + n, n) if lo < 0 else (0, 0)
+    after = (0, hi - n) if hi > n else (0, 0)
+    return ((max(lo, 0), min(hi, n)), before, after)
+'''
 
 
 _SWEEPS = {"rows": _sweep_rows, "serial": _sweep_serial, "slabs": _sweep_slabs}
