@@ -62,17 +62,15 @@ def kernel_bytes(kernels) -> int:
 
 
 def bytes_per_step(fast: CompiledStep, state, isplit: int) -> int:
-    """Kernel traffic of one internal step: phases 1 and 3, the external loop's own kernels
-    once and its body's kernels isplit - 1 times."""
-    total = 0
-    for c in fast.lower(state):
-        total += kernel_bytes([*c.kernels.values(), *c.routines.values()])
-        for g in c.groups:
-            if isinstance(g, Cluster) or g.node.prim.name != "fori_loop":
-                continue
-            body = compile_graph(g.node.params["body"], "cpu", build=False)
-            total += (isplit - 1) * kernel_bytes([*body.kernels.values(),
-                                                  *body.routines.values()])
+    """Kernel traffic of one internal step: the step's own kernels and routines once, the
+    external loop body's isplit - 1 times."""
+    c = fast.lower(state)
+    total = kernel_bytes([*c.kernels.values(), *c.routines.values()])
+    for g in c.groups:
+        if isinstance(g, Cluster) or g.node.prim.name != "fori_loop":
+            continue
+        body = compile_graph(g.node.params["body"], "cpu", build=False)
+        total += (isplit - 1) * kernel_bytes([*body.kernels.values(), *body.routines.values()])
     return total
 
 

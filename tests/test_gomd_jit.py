@@ -42,17 +42,16 @@ def test_compiled_step_matches_eager(classic):
     assert np.max(np.abs(jitted["u"])) > 0.0
 
 
-def test_every_phase_is_one_compiled_function(classic):
+def test_a_step_is_one_compiled_function(classic):
     cfg, params, fast = classic
     state = advance(fast, init_state(params), 2)
-    forcing, external_loop, update = fast.lower(state)
-    assert isinstance(external_loop.plan, PlanCode)  # no Python between the sub-steps
-    assert "for it" in external_loop.plan.source
-    # The 3-D phases too: vertical sums, cumulative sums, concatenations and the tridiagonal
+    c = fast.lower(state)
+    # One whole-plan function: the sub-step loop runs inside it (no Python between the
+    # sub-steps), and the vertical sums, cumulative sums, concatenations and tridiagonal
     # solves are compiled routines, so nothing in a step returns to Python.
-    for phase in (forcing, update):
-        assert isinstance(phase.plan, PlanCode), str(phase)
-    assert any(r.prim == "tridiagonal_solve" for r in update.routines.values())
+    assert isinstance(c.plan, PlanCode), str(c)
+    assert "for it" in c.plan.source
+    assert any(r.prim == "tridiagonal_solve" for r in c.routines.values())
 
 
 def test_restart_bit_for_bit_on_compiled_path(classic, tmp_path):

@@ -66,19 +66,32 @@ def _phases(params: Params):
     return forcing, external_loop, update
 
 
-class CompiledStep:
-    """``model.step`` as jitted plans: ``fast(state) -> new state``.
+def _whole_step(params: Params):
+    """The three phases as one function of (state arrays, fields): one plan per step."""
+    forcing, external_loop, update = _phases(params)
 
-    Three plans per step: the 3-D forcing terms, the external loop (one compiled function:
-    the isplit sub-steps never return to Python) and the 3-D update. The first call traces
-    and compiles (kernels come from the disk cache after the first run on a machine);
-    ``compile_seconds`` records that latency.
+    def whole(state, fields):
+        e, terms, inner = forcing(state, fields)
+        e = external_loop(e, terms, fields)
+        return update(state, e, inner, fields)
+
+    return whole
+
+
+class CompiledStep:
+    """``model.step`` as one jitted plan: ``fast(state) -> new state``.
+
+    The 3-D forcing terms, the external loop (isplit sub-steps) and the 3-D update are traced
+    as one function; on the CPU its plan (kernels, compiled routines for the vertical sums and
+    tridiagonal solves, the sub-step loop) is one numba function, so a step returns to Python
+    once. The first call traces and compiles (kernels and the plan function come from the disk
+    cache after the first run on a machine); ``compile_seconds`` records that latency.
     """
 
     def __init__(self, params: Params, backend: str = "cpu"):
         self.params, self.backend = params, backend
         self.fields = runtime_fields(params)
-        self.phases = [sciml.jit(f, backend=backend) for f in _phases(params)]
+        self.fn = sciml.jit(_whole_step(params), backend=backend)
         self.compile_seconds = None
 
     def __call__(self, state: dict) -> dict:
@@ -93,18 +106,10 @@ class CompiledStep:
         return {**new, "iint": iint + 1}
 
     def run(self, arrays: dict) -> dict:
-        forcing, external_loop, update = self.phases
-        e, terms, inner = forcing(arrays, self.fields)
-        e = external_loop(e, terms, self.fields)
-        return dict(update(arrays, e, inner, self.fields))
+        return dict(self.fn(arrays, self.fields))
 
-    def lower(self, state: dict) -> list:
-        """The compiled forms (graph, kernels, plan) of the three phases for this state."""
+    def lower(self, state: dict):
+        """The compiled form (graph, kernels, routines, plan) of one step for this state."""
         arrays = state_arrays(state)
         arrays.pop("iint")
-        forcing, external_loop, update = self.phases
-        e, terms, inner = forcing(arrays, self.fields)
-        e2 = external_loop(e, terms, self.fields)
-        return [forcing.lower(arrays, self.fields),
-                external_loop.lower(e, terms, self.fields),
-                update.lower(arrays, e2, inner, self.fields)]
+        return self.fn.lower(arrays, self.fields)

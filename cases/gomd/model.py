@@ -145,8 +145,8 @@ def init_state(params: Params) -> dict:
 def step(state: dict, params: Params) -> dict:
     """One internal step: a new state dict; the input is not modified.
 
-    Three phases (``compiled.CompiledStep`` compiles each as one plan): the 3-D terms that
-    force the external mode, the isplit external steps, and the 3-D update.
+    Three phases (``compiled.CompiledStep`` compiles them together as one plan): the 3-D
+    terms that force the external mode, the isplit external steps, and the 3-D update.
     """
     cfg, p = params
     e, forcing, inner = step_forcing(state, params)
