@@ -62,8 +62,9 @@ from .loopir import Affine, Buffer, Clamp, Idx, Kernel, Let, Load, Store, Wrap, 
 # Longest read along axis 0 a link may have: beyond it the rings outgrow the cache quickly.
 RADIUS_MAX = 4
 # The planes of all rings of one chain must fit in the last-level cache with room to spare
-# for the input and output planes; a longer chain is split where it would outgrow this.
-RING_BYTES_MAX = int(os.environ.get("SCIML_WAVEFRONT_BYTES", 24 << 20))
+# for the input and output planes; a longer chain is split where it would outgrow this
+# (``SCIML_WAVEFRONT_BYTES``, read when a graph compiles).
+RING_BYTES_DEFAULT = 24 << 20
 # Below this many bytes per array the kernel-per-step chain works from cache and a sweep
 # gains nothing (256^2-1024^2 float64 measured level); read when a graph compiles.
 MIN_BYTES_DEFAULT = 4 << 20
@@ -190,7 +191,8 @@ def _joinable(chain: Chain, g, k, kernels: dict) -> bool:
                 return False
     trial = _add(Chain(chain.domain, list(chain.members), dict(chain.made)), g)
     sched = schedule(trial, kernels, 1)
-    return sched is not None and sched.ring_bytes <= RING_BYTES_MAX
+    budget = int(os.environ.get("SCIML_WAVEFRONT_BYTES", RING_BYTES_DEFAULT))
+    return sched is not None and sched.ring_bytes <= budget
 
 
 def _load_indices(k, buf: str) -> list:

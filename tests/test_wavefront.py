@@ -170,6 +170,20 @@ def test_arrays_that_fit_in_cache_are_left_alone(monkeypatch):
     assert _compile(monkeypatch, _chain(3), args).count_kernels() == 1
 
 
+def test_ring_budget_splits_a_long_chain(monkeypatch):
+    """Rings that would outgrow SCIML_WAVEFRONT_BYTES end the chain; the pieces stay exact."""
+    u = _grid((16, 64), "float64")
+    monkeypatch.setenv("SCIML_WAVEFRONT_BYTES", str(6 * 4 * 64 * 8))  # ~6 rings of 4 planes
+    c = _compile(monkeypatch, _chain(10), (u, np.asarray(0.1)))
+    sizes = [len(g.members) for g in c.groups if isinstance(g, Wavefront)]
+    assert len(sizes) > 1 and sum(sizes) == 10 and c.count_kernels() == len(sizes)
+    for k in c.kernels.values():
+        assert k.sched.ring_bytes <= 6 * 4 * 64 * 8
+    plain = _compile(monkeypatch, _chain(10), (u, np.asarray(0.1)), "off")
+    np.testing.assert_array_equal(c.plan([u, np.asarray(0.1)])[0],
+                                  plain.plan([u, np.asarray(0.1)])[0])
+
+
 def test_off_switch_keeps_one_kernel_per_step(monkeypatch):
     c = _compile(monkeypatch, _chain(4), (_grid((16,), "float64"), np.asarray(0.1)), "off")
     assert c.count_kernels() == 4
