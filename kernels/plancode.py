@@ -121,6 +121,7 @@ def _check_dtypes(plan):
 class _Emitter:
     def __init__(self, compile_sub):
         self.compile_sub = compile_sub
+        self.subs: dict = {}  # id(graph) -> its compiled sub-plan (graphs live in the node params)
         self.lines: list[str] = []
         self.fixed: list = []  # (name, array) passed to every call: buffers owned by the plan
         self.imports: dict[str, str] = {}
@@ -183,35 +184,28 @@ class _Emitter:
     def fori_loop(self, node, env, ind):
         p = node.params
         body, n = p["body"], p["num_carry"]
-        sub = self.compile_sub(body)
         lo, hi = self.scalar(node.inputs[0], env), self.scalar(node.inputs[1], env)
-        carry = [self.fresh("c") for _ in range(n)]
-        for c, a in zip(carry, node.inputs[2:2 + n]):
-            self.emit(ind, f"{c} = {self.value(a, env, _Shape(a.aval))}")
+        carry = self.carries(node.inputs[2:2 + n], env, ind)
         caps = [self.value(a, env, _Shape(a.aval)) for a in node.inputs[2 + n:]]
         ibuf = self.own(np.zeros(1, body.params[0].aval.dtype))
         it, lo_name = self.fresh("it"), self.fresh("lo")
         self.emit(ind, f"{lo_name} = {lo}")
         self.emit(ind, f"for {it} in range({lo_name}, {hi}):")
         self.emit(ind + 1, f"{ibuf}[0] = {it}")
-        for parity in (0, 1):
-            head = "if" if parity == 0 else "else"
-            self.emit(ind + 1, f"if ({it} - {lo_name}) % 2 == 0:" if head == "if" else "else:")
-            sub_env = {body.params[0].id: ibuf}
-            sub_env.update({q.id: c for q, c in zip(body.params[1:1 + n], carry)})
-            sub_env.update({q.id: c for q, c in zip(body.params[1 + n:], caps)})
-            outs = self.body_outputs(sub)
-            self.plan(sub, sub_env, ind + 2, outs)
-            for c, o in zip(carry, sub.graph.outputs):
-                self.emit(ind + 2, f"{c} = {self.result(o, sub_env, copy=False)}")
+        for parity in (0, 1):  # ping-pong: an iteration never overwrites what it reads
+            self.emit(ind + 1, f"if ({it} - {lo_name}) % 2 == 0:" if parity == 0 else "else:")
+            for c, o in zip(carry, self.subplan(body, [ibuf] + carry + caps, ind + 2)):
+                self.emit(ind + 2, f"{c} = {o}")
         for v, c in zip(node.outputs, carry):
             env[v.id] = c
 
     def subplan(self, graph, args, ind) -> list:
-        """Emit ``graph`` (compiled as a sub-plan) on the argument names ``args``; returns the
-        names of its results. Each emission owns its buffers, so two emissions of one graph
-        (the parities of a loop, the branches of a cond) never overwrite each other."""
-        sub = self.compile_sub(graph)
+        """Emit ``graph`` (compiled once as a sub-plan) on the argument names ``args``; returns
+        the names of its results. Each emission gives the results buffers of its own, so two
+        emissions of one graph (the parities of a loop) never overwrite each other's."""
+        sub = self.subs.get(id(graph))
+        if sub is None:
+            sub = self.subs[id(graph)] = self.compile_sub(graph)
         sub_env = {q.id: a for q, a in zip(graph.params, args)}
         self.plan(sub, sub_env, ind, self.body_outputs(sub))
         return [self.result(o, sub_env, copy=False) for o in sub.graph.outputs]

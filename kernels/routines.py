@@ -37,11 +37,9 @@ import numpy as np
 
 from autodiff.ops.reduce import normalize_axes
 
+from .cpu import PARALLEL_MIN_POINTS
+from .library import DTYPES  # storage dtypes numba handles (half types stay library nodes)
 from .loopir import Buffer
-
-# Storage dtypes numba handles directly (half types pass as bits and stay library nodes).
-DTYPES = {"bool", "int32", "int64", "float32", "float64", "complex64", "complex128"}
-PARALLEL_MIN_POINTS = 1 << 15  # as for fused kernels: below this a thread team costs more
 
 
 @dataclass
