@@ -5,9 +5,13 @@ shape of their elementwise outputs):
 
 - pointwise nodes (the ``elementwise`` primitives, ``iota``) of that shape, with operands that
   broadcast to it;
-- stencil and layout reads of an array computed *before* the cluster (``shift``, ``slice``,
-  ``pad``, ``rev``, ``transpose``, ``broadcast_in_dim``): the read becomes a load at an index
-  expression, no shifted copy is made;
+- stencil and layout reads (``shift``, ``slice``, ``pad``, ``rev``, ``transpose``,
+  ``broadcast_in_dim``) of an array computed *before* the cluster: the read becomes a load at
+  an index expression, no shifted copy is made;
+- stencil reads of a value computed *in* the cluster by cheap pointwise work: the value is
+  recomputed at the shifted point from the cluster's inputs, so it is never stored for the
+  read. ``RECOMPUTE_MAX`` bounds the work (weighted by ``OP_COST``) summed over all the reads
+  of the value, so a value read at many points (a Laplacian's operand) is stored once;
 - reductions (``reduce_sum/prod/max/min``) over all axes or over trailing axes of the domain,
   as epilogues: the reduced value is accumulated where it is computed, never stored.
 
@@ -25,6 +29,7 @@ all of its operands' producers, so the list of groups stays a valid execution or
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,6 +41,19 @@ SOURCES = {"iota"}
 REDUCTIONS = {"reduce_sum": "sum", "reduce_prod": "prod", "reduce_max": "max",
               "reduce_min": "min"}
 
+# Recomputing a value at shifted points instead of storing and reloading it: the value's
+# expression tree (operations counted with these weights, loads and plain operations as 1),
+# times the number of stencil reads of the value, may cost at most RECOMPUTE_MAX. Memory-bound
+# stencil chains trade this arithmetic for the write and the reread of an intermediate array.
+# Values under RECOMPUTE_MIN_BYTES stay in cache between kernels, where storing and reloading
+# them costs less than the arithmetic (measured on GOMD's 0.5 MB fields: 17% slower with
+# recomputation). ``SCIML_RECOMPUTE_MAX`` and ``SCIML_RECOMPUTE_MIN_BYTES`` override the two;
+# a budget of 0 turns recomputation off.
+RECOMPUTE_MAX = 24
+RECOMPUTE_MIN_BYTES = 4 << 20
+OP_COST = {"div": 4, "sqrt": 4, "rsqrt": 4, "exp": 8, "log": 8, "log1p": 8, "expm1": 8,
+           "pow": 16, "tanh": 8, "sin": 8, "cos": 8, "tan": 8, "erf": 8, "atan2": 12}
+
 
 @dataclass(eq=False)
 class Cluster:
@@ -46,6 +64,8 @@ class Cluster:
     nodes: list = field(default_factory=list)
     depth: int | None = None  # None until a reduction joins
     pointwise: set = field(default_factory=set)  # ids of values available at every point
+    cost: dict = field(default_factory=dict)  # id -> work to recompute it at another point
+    made: set = field(default_factory=set)  # ids of every value computed here
     inputs: list = field(default_factory=list)  # Vars and array Consts read from outside
     outputs: list = field(default_factory=list)  # Vars needed outside
 
@@ -69,11 +89,13 @@ def fuse(graph: Graph, can_fuse: Callable = lambda node: True) -> list:
     """Cluster the live nodes of ``graph``; ``can_fuse(node)`` says what a target can print."""
     groups: list = []
     where: dict[int, int] = {}  # var id -> index of the group that computes it
-    for node in live_nodes(graph):
+    nodes = live_nodes(graph)
+    share = _recompute_shares(nodes)
+    for node in nodes:
         kind = classify(node)
         g = None
         if kind is not None and can_fuse(node):
-            g = _place(groups, where, node, kind)
+            g = _place(groups, where, node, kind, share)
         if g is None:
             g = Library(len(groups), node)
             groups.append(g)
@@ -81,6 +103,20 @@ def fuse(graph: Graph, can_fuse: Callable = lambda node: True) -> list:
             where[o.id] = g.index
     _connect(graph, groups, where)
     return groups
+
+
+def _recompute_shares(nodes) -> dict:
+    """Var id -> the work one stencil read may spend recomputing it: the budget divided among
+    the value's reads, for values large enough that storing them goes to main memory."""
+    budget = int(os.environ.get("SCIML_RECOMPUTE_MAX", RECOMPUTE_MAX))
+    least = int(os.environ.get("SCIML_RECOMPUTE_MIN_BYTES", RECOMPUTE_MIN_BYTES))
+    reads: dict[int, list] = {}  # var id -> [var, stencil reads of it]
+    for node in nodes:
+        a = node.inputs[0] if node.inputs else None
+        if classify(node) == "read" and isinstance(a, Var):
+            reads.setdefault(a.id, [a, 0])[1] += 1
+    return {k: budget // n for k, (a, n) in reads.items()
+            if a.aval.size * a.aval.dtype.itemsize >= least}
 
 
 def classify(node) -> str | None:
@@ -118,14 +154,14 @@ def _reduce_depth(node) -> int | None:
     return depth
 
 
-def _place(groups, where, node, kind) -> Cluster | None:
+def _place(groups, where, node, kind, share) -> Cluster | None:
     domain = node.inputs[0].aval.shape if kind == "reduce" else node.outputs[0].aval.shape
     depth = _reduce_depth(node) if kind == "reduce" else None
     lo = max([where.get(a.id, -1) for a in node.inputs if isinstance(a, Var)], default=-1)
     for g in reversed(groups):
         if g.index < lo:
             break
-        if isinstance(g, Cluster) and _can_join(g, node, kind, domain, depth):
+        if isinstance(g, Cluster) and _can_join(g, node, kind, domain, depth, share):
             _join(g, node, kind, depth)
             return g
     g = Cluster(len(groups), tuple(domain))
@@ -134,7 +170,7 @@ def _place(groups, where, node, kind) -> Cluster | None:
     return g
 
 
-def _can_join(g: Cluster, node, kind, domain, depth) -> bool:
+def _can_join(g: Cluster, node, kind, domain, depth, share) -> bool:
     if g.domain != tuple(domain):
         return False
     if depth is not None and g.depth is not None and g.depth != depth:
@@ -142,23 +178,30 @@ def _can_join(g: Cluster, node, kind, domain, depth) -> bool:
     for a in node.inputs:
         if not isinstance(a, Var) or not _made_in(g, a):
             continue
-        # A stencil read needs its operand complete in memory; a reduced value exists only
-        # at the end of the loop: neither can be read at the current point.
-        if kind == "read" or a.id not in g.pointwise:
+        # A reduced value exists only at the end of the loop; a stencil read of a value made
+        # here recomputes it at the other point, when that is cheap enough.
+        if a.id not in g.pointwise:
+            return False
+        if kind == "read" and g.cost.get(a.id, float("inf")) > share.get(a.id, 0):
             return False
     return True
 
 
 def _made_in(g: Cluster, v: Var) -> bool:
-    return any(o is v for n in g.nodes for o in n.outputs)
+    return v.id in g.made
 
 
 def _join(g: Cluster, node, kind, depth):
     g.nodes.append(node)
+    g.made.update(o.id for o in node.outputs)
     if kind == "reduce":
         g.depth = depth
-    else:
-        g.pointwise.update(o.id for o in node.outputs)
+        return
+    g.pointwise.update(o.id for o in node.outputs)
+    own = [g.cost.get(a.id) for a in node.inputs if isinstance(a, Var) and _made_in(g, a)]
+    if None not in own:
+        cost = OP_COST.get(node.prim.name, 1) + sum(own)
+        g.cost.update((o.id, cost) for o in node.outputs)
 
 
 def _connect(graph: Graph, groups: list, where: dict):

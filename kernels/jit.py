@@ -38,10 +38,11 @@ and its generated source::
     <BLANKLINE>
     import numba
     import numpy as np
+    from kernels.cpu import NoAlias
     from kernels.vmath import sin_f64
     <BLANKLINE>
     <BLANKLINE>
-    @numba.njit(parallel=False, error_model="numpy", nogil=True, cache=True)
+    @numba.njit(parallel=False, error_model="numpy", nogil=True, cache=True, pipeline_class=NoAlias)
     def kernel(in0, out0):
         v2 = np.float64(2.0)
         part0 = np.empty(1, np.float64)

@@ -78,6 +78,9 @@ class _Lowering:
         self.bufs: dict[int, str] = {}  # id of an outside value -> input buffer name
         self.inputs = [self._in_buffer(i, a) for i, a in enumerate(cluster.inputs)]
         self.here = {"i": tuple(Idx(d) for d in range(len(cluster.domain))) or (Lit(0),)}
+        self.identity = tuple(Idx(d) for d in range(len(cluster.domain)))
+        self.made = {o.id: n for n in cluster.nodes for o in n.outputs}
+        self.at = None  # while recomputing a value: the (raw) point it is computed at
 
     def run(self) -> Kernel:
         reductions, outputs = [], []
@@ -115,33 +118,58 @@ class _Lowering:
             self.memo[key] = name
         return name
 
-    def _value(self, a, index=None) -> str:
-        """The scalar of operand ``a`` at ``index`` (default: this point, broadcast)."""
-        if isinstance(a, Var) and a.id in self.env:
-            return self.env[a.id]
+    def _value(self, a, index=None, raw=False) -> str:
+        """The scalar of operand ``a`` at ``index`` (default: this point, broadcast).
+
+        ``raw``: ``index`` may leave ``a``'s bounds where the caller discards the value (a
+        guarded read); loads clamp it, recomputed values are computed there.
+        """
         if isinstance(a, GConst) and a.value.ndim == 0:
             return self._let(Const(_py(a.value), compute_dtype(a.aval.dtype)))
         if index is None:
             index = _broadcast_index(a.aval.shape, len(self.c.domain))
+        if self.at is not None:
+            index, raw = tuple(_subst(x, self.at) for x in index), True
+        if isinstance(a, Var) and a.id in self.made:
+            if tuple(index) == self.identity or not a.aval.shape:
+                return self.env[a.id]
+            return self._recompute(a, tuple(index))
+        if raw:
+            index = tuple(_clamp_leaf(x, n) for x, n in zip(index, _kshape(a.aval.shape)))
         key = id(a) if isinstance(a, GConst) else a.id
         return self._let(Load(self.bufs[key], index or (Lit(0),)))
+
+    def _recompute(self, v, point) -> str:
+        """Value ``v`` of this cluster computed again at ``point`` (a stencil read of it)."""
+        key = ("at", v.id, point)
+        if key not in self.memo:
+            outer, self.at = self.at, point
+            try:
+                self.memo[key] = self._eval(self.made[v.id])
+            finally:
+                self.at = outer
+        return self.memo[key]
 
     # -- nodes --------------------------------------------------------------------------------
 
     def _node(self, node):
+        self.env[node.outputs[0].id] = self._eval(node)
+
+    def _eval(self, node) -> str:
+        """The scalar of ``node``'s result at this point (or at ``self.at``)."""
         name = node.prim.name
         out = node.outputs[0]
         if name == "iota":
             d = node.params.get("dimension", 0)
             idx = Idx(d) if out.aval.ndim else Lit(0)
-            self.env[out.id] = self._let(IndexValue(idx, compute_dtype(out.aval.dtype)))
-        elif name in READS or name == "reshape":  # fuse admits unit-axis reshapes only
-            self.env[out.id] = READS[name](self, node.inputs[0], out, **node.params)
-        else:
-            args = tuple(self._value(a) for a in node.inputs)
-            in_dt = compute_dtype(node.inputs[-1].aval.dtype)
-            op = Op(name, args, dict(node.params), compute_dtype(out.aval.dtype), in_dt)
-            self.env[out.id] = self._let(op)
+            if self.at is not None:
+                idx = _subst(idx, self.at)
+            return self._let(IndexValue(idx, compute_dtype(out.aval.dtype)))
+        if name in READS or name == "reshape":  # fuse admits unit-axis reshapes only
+            return READS[name](self, node.inputs[0], out, **node.params)
+        args = tuple(self._value(a) for a in node.inputs)
+        in_dt = compute_dtype(node.inputs[-1].aval.dtype)
+        return self._let(Op(name, args, dict(node.params), compute_dtype(out.aval.dtype), in_dt))
 
     def _reduce(self, node, reductions, _n) -> int:
         x, out = node.inputs[0], node.outputs[0]
@@ -159,7 +187,17 @@ class _Lowering:
 
     def _guarded(self, a, index, checks, fill, dtype) -> str:
         """A load that reads ``fill`` where ``checks`` fail (index already clamped inside)."""
-        loaded = self._value(a, index)
+        if isinstance(a, Var) and a.id in self.made or self.at is not None:
+            # recomputing: the point goes unclamped into the recomputation (the loads at its
+            # leaves clamp), and the checks are stated at the raw point
+            guarded = {(e, lo, hi - 1) for e, lo, hi in checks}
+            index = tuple(x.e if isinstance(x, Clamp) and (x.e, x.lo, x.hi) in guarded else x
+                          for x in index)
+            if self.at is not None:
+                checks = [(_subst(e, self.at), lo, hi) for e, lo, hi in checks]
+            loaded = self._value(a, index, raw=True)
+        else:
+            loaded = self._value(a, index)
         if not checks:
             return loaded
         ok = self._let(InRange(tuple(checks)))
@@ -181,6 +219,36 @@ def _broadcast_index(shape, ndim) -> tuple:
     """numpy broadcasting: trailing alignment, size-1 dimensions read index 0."""
     lead = ndim - len(shape)
     return tuple(Lit(0) if s == 1 else Idx(lead + j) for j, s in enumerate(shape))
+
+
+def _subst(x, point):
+    """Index expression ``x`` with each loop index ``i_d`` replaced by ``point[d]``."""
+    if isinstance(x, Idx):
+        return point[x.dim]
+    if isinstance(x, Lit):
+        return x
+    if isinstance(x, Affine):
+        b = _subst(x.base, point)
+        if isinstance(b, Lit):
+            return Lit(x.scale * b.value + x.offset)
+        if isinstance(b, Affine):
+            b, scale, offset = b.base, x.scale * b.scale, x.scale * b.offset + x.offset
+        else:
+            scale, offset = x.scale, x.offset
+        return b if (scale, offset) == (1, 0) else Affine(b, scale, offset)
+    if isinstance(x, Clamp):
+        return Clamp(_subst(x.e, point), x.lo, x.hi)
+    if isinstance(x, Wrap):
+        return Wrap(_subst(x.e, point), x.n)
+    raise TypeError(f"lower: unknown index expression {x!r}")
+
+
+def _clamp_leaf(x, n: int):
+    """A raw index component made safe to load with: loop indices and literals are in bounds,
+    clamps and wraps stay inside theirs, anything else is clamped to ``[0, n)``."""
+    if isinstance(x, (Idx, Lit, Clamp, Wrap)):
+        return x
+    return Clamp(x, 0, n - 1)
 
 
 def _py(v):

@@ -59,16 +59,77 @@ def test_stencil_fuses_with_the_elementwise_work():
         sciml.make_graph(heat, u, 0.1), u, 0.1), rtol=1e-13)
 
 
-def test_stencil_of_a_computed_value_needs_a_second_kernel(monkeypatch):
+def test_stencil_of_a_cheap_computed_value_recomputes_it(monkeypatch):
+    """sin(u) read by one stencil is computed again at the shifted point: one kernel, no
+    temporary array; read by many stencils it is stored once and a second kernel reads it."""
     monkeypatch.setenv("SCIML_WAVEFRONT", "off")  # fuse's kernels, before any sweep joins them
-    def f(u):
+    monkeypatch.setenv("SCIML_RECOMPUTE_MIN_BYTES", "0")  # small arrays recompute too
+
+    def once(u):
         v = np.sin(u)
         return snp.shift(v, (1,), boundary="periodic") - v
 
+    def many(u):
+        v = np.sin(u)
+        return sum(snp.shift(v, (o,), boundary="zero") for o in (-2, -1, 1, 2)) - 4.0 * v
+
     u = np.linspace(0, 1, 9)
-    c = kjit(f).lower(u)
+    c = kjit(once).lower(u)
+    assert c.count_kernels() == 1 and c.temporaries() == 0
+    np.testing.assert_allclose(kjit(once)(u), np.roll(np.sin(u), -1) - np.sin(u), rtol=1e-13)
+    c = kjit(many).lower(u)
     assert c.count_kernels() == 2 and c.temporaries() == 1
-    np.testing.assert_allclose(kjit(f)(u), np.roll(np.sin(u), -1) - np.sin(u), rtol=1e-13)
+    np.testing.assert_allclose(kjit(many)(u), sciml.eval_graph(sciml.make_graph(many, u), u),
+                               rtol=1e-13)
+
+
+def test_recompute_budget_and_off_switch(monkeypatch):
+    """A value whose work exceeds the budget is stored; SCIML_RECOMPUTE_MAX=0 stores all;
+    by default values under 4 MiB (in cache between kernels) are stored."""
+    monkeypatch.setenv("SCIML_WAVEFRONT", "off")
+    g = lambda u: snp.shift(u * 2.0, (1,)) + u  # noqa: E731
+    assert kjit(g).lower(np.zeros(9)).count_kernels() == 2
+    assert kjit(g).lower(np.zeros(1 << 19)).count_kernels() == 1  # 4 MiB of float64
+    monkeypatch.setenv("SCIML_RECOMPUTE_MIN_BYTES", "0")
+
+    def f(u):
+        v = np.exp(np.sin(u) * np.cos(u)) / (1.0 + u * u)  # work 8 + 8 + 8 + 4 + ... > 24
+        return snp.shift(v, (1,)) - v
+
+    u = np.linspace(0, 1, 9)
+    assert kjit(f).lower(u).count_kernels() == 2
+    monkeypatch.setenv("SCIML_RECOMPUTE_MAX", "100")
+    assert kjit(f).lower(u).count_kernels() == 1
+    np.testing.assert_allclose(kjit(f)(u), sciml.eval_graph(sciml.make_graph(f, u), u),
+                               rtol=1e-13)
+    monkeypatch.setenv("SCIML_RECOMPUTE_MAX", "0")
+    assert kjit(g).lower(u).count_kernels() == 2
+
+
+@pytest.mark.parametrize("boundary", ["zero", "periodic", "edge"])
+def test_recomputed_stencil_of_stencils_matches_the_interpreter(monkeypatch, boundary):
+    """Nested reads compose: an average of an average of a product, in 2-D, at every edge
+    kind, with an iota and a broadcast operand inside the recomputed expression."""
+    monkeypatch.setenv("SCIML_WAVEFRONT", "off")
+    monkeypatch.setenv("SCIML_RECOMPUTE_MIN_BYTES", "0")
+
+    def f(a, b, row):
+        def avg(x, axis):
+            off = [0, 0]
+            off[axis] = 1
+            return 0.5 * (x + snp.shift(x, tuple(off), boundary=boundary))
+
+        p = a * b + row + 0.1 * snp.iota(a.shape, np.float64, dimension=1)
+        q = avg(avg(p, 0), 1) * b
+        return snp.shift(q, (-1, 0), boundary=boundary) - q
+
+    rng = np.random.default_rng(5)
+    a, b = rng.random((2, 7, 6))
+    row = rng.random(6)
+    c = kjit(f).lower(a, b, row)
+    assert c.count_kernels() == 1 and c.temporaries() == 0
+    want = sciml.eval_graph(sciml.make_graph(f, a, b, row), a, b, row)
+    np.testing.assert_allclose(kjit(f)(a, b, row), want, rtol=1e-13, atol=1e-15)
 
 
 def test_library_node_splits_and_fuses_around_it():
@@ -84,6 +145,7 @@ def test_library_node_splits_and_fuses_around_it():
 
 def test_buffers_are_reused_between_kernels(monkeypatch):
     monkeypatch.setenv("SCIML_WAVEFRONT", "off")  # fuse's kernels, before any sweep joins them
+    monkeypatch.setenv("SCIML_RECOMPUTE_MAX", "0")  # and no stencil recomputes its operand
     def f(u):
         for _ in range(4):
             u = snp.shift(np.sin(u), (1,), boundary="periodic")
@@ -284,3 +346,20 @@ def test_pad_at_the_high_end_in_a_parallel_kernel():
     x = np.random.default_rng(3).standard_normal((40, 30, 30))
     f = lambda v: np.pad(v * 2.0, ((0, 3), (0, 0), (0, 0))) + 1.0  # noqa: E731
     np.testing.assert_allclose(kjit(f)(x), f(x), rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_max_min_reductions_propagate_nan(dtype):
+    """The reduction epilogues use llvm.maximum/minimum (vectorisable): NaN wins, as in numpy,
+    over all axes and over the trailing axis, and -inf/+inf are ordinary values."""
+    x = np.random.default_rng(7).standard_normal((40, 70)).astype(dtype)
+    x[3, 5] = -np.inf
+    f = kjit(lambda x: ((x * 2.0).max(), (x * 2.0).min(), (x + 1.0).max(axis=1)))
+    got = f(x)
+    want = ((x * 2.0).max(), (x * 2.0).min(), (x + 1.0).max(axis=1))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    x[11, 2] = np.nan
+    big, small, rows = f(x)
+    assert np.isnan(big) and np.isnan(small)
+    assert np.isnan(rows[11]) and not np.isnan(np.delete(rows, 11)).any()

@@ -40,8 +40,22 @@ def _chain(steps, radius=1, boundary="zero", axes=None, extra=False):
 
 @pytest.fixture(autouse=True)
 def _small_arrays_too(monkeypatch):
-    """The pass leaves arrays under 4 MiB alone (they stay in cache); tests use small ones."""
+    """The pass leaves arrays under 4 MiB alone (they stay in cache); tests use small ones.
+    Fusion recomputes cheap levels read by few stencils (two steps of a 1-D chain become one
+    kernel); these tests build sweeps from one kernel per step, so that is off here."""
     monkeypatch.setenv("SCIML_WAVEFRONT_MIN_BYTES", "0")
+    monkeypatch.setenv("SCIML_RECOMPUTE_MAX", "0")
+
+
+def test_sweeps_of_recomputing_kernels_are_exact(monkeypatch):
+    """With recomputation on, pairs of steps share a kernel and the sweep chains those."""
+    monkeypatch.setenv("SCIML_RECOMPUTE_MAX", "24")
+    monkeypatch.setenv("SCIML_RECOMPUTE_MIN_BYTES", "0")
+    u = _grid((16, 40), "float64")
+    f = _chain(6, 1, "zero", axes=(0,))
+    assert _compile(monkeypatch, f, (u, np.asarray(0.1)), "off").count_kernels() == 3
+    c = _check(monkeypatch, f, (u, np.asarray(0.1)))
+    assert any(isinstance(g, Wavefront) for g in c.groups)
 
 
 def _compile(monkeypatch, fn, args, mode="auto"):

@@ -1,11 +1,12 @@
 # kernel 0
 import numba
 import numpy as np
+from kernels.cpu import NoAlias
 from kernels.vmath import exp_f32, sin_f32, tanh_f32
 from kernels.halfconv import bf16_load, bf16_store
 
 
-@numba.njit(parallel=False, error_model="numpy", nogil=True, cache=True)
+@numba.njit(parallel=False, error_model="numpy", nogil=True, cache=True, pipeline_class=NoAlias)
 def kernel(in0, out0):
     v4 = np.float32(3.0)
     v9 = np.float32(0.5)

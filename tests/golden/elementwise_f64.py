@@ -1,10 +1,11 @@
 # kernel 0
 import numba
 import numpy as np
+from kernels.cpu import NoAlias
 from kernels.vmath import exp_f64, sin_f64, tanh_f64
 
 
-@numba.njit(parallel=True, error_model="numpy", nogil=True, cache=True)
+@numba.njit(parallel=True, error_model="numpy", nogil=True, cache=True, pipeline_class=NoAlias)
 def kernel(in0, out0):
     v4 = np.float64(3.0)
     v9 = np.float64(0.5)

@@ -1,9 +1,10 @@
 # kernel 0
 import numba
 import numpy as np
+from kernels.cpu import NoAlias
 
 
-@numba.njit(parallel=True, error_model="numpy", nogil=True, cache=True)
+@numba.njit(parallel=True, error_model="numpy", nogil=True, cache=True, pipeline_class=NoAlias)
 def kernel(in0, in1, out0):
     v2 = np.float32(0.0)
     v25 = np.float32(6.0)

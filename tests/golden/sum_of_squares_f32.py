@@ -1,10 +1,11 @@
 # kernel 0
 import numba
 import numpy as np
+from kernels.cpu import NoAlias
 from kernels.vmath import sin_f32
 
 
-@numba.njit(parallel=True, error_model="numpy", nogil=True, cache=True)
+@numba.njit(parallel=True, error_model="numpy", nogil=True, cache=True, pipeline_class=NoAlias)
 def kernel(in0, out0):
     v2 = np.float32(1.0)
     part0 = np.empty(64, np.float64)
