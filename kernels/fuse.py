@@ -11,7 +11,8 @@ shape of their elementwise outputs):
 - stencil reads of a value computed *in* the cluster by cheap pointwise work: the value is
   recomputed at the shifted point from the cluster's inputs, so it is never stored for the
   read. ``RECOMPUTE_MAX`` bounds the work (weighted by ``OP_COST``) summed over all the reads
-  of the value, so a value read at many points (a Laplacian's operand) is stored once;
+  of the value, so a value read at many points (a Laplacian's operand) is stored once. This
+  is opt-in (``SCIML_RECOMPUTE_MAX``), see below;
 - reductions (``reduce_sum/prod/max/min``) over all axes or over trailing axes of the domain,
   as epilogues: the reduced value is accumulated where it is computed, never stored.
 
@@ -46,10 +47,12 @@ REDUCTIONS = {"reduce_sum": "sum", "reduce_prod": "prod", "reduce_max": "max",
 # times the number of stencil reads of the value, may cost at most RECOMPUTE_MAX. Memory-bound
 # stencil chains trade this arithmetic for the write and the reread of an intermediate array.
 # Values under RECOMPUTE_MIN_BYTES stay in cache between kernels, where storing and reloading
-# them costs less than the arithmetic (measured on GOMD's 0.5 MB fields: 17% slower with
-# recomputation). ``SCIML_RECOMPUTE_MAX`` and ``SCIML_RECOMPUTE_MIN_BYTES`` override the two;
-# a budget of 0 turns recomputation off.
-RECOMPUTE_MAX = 24
+# them costs less than the arithmetic. Off by default (budget 0): it made a composition of
+# averages on 33 MB fields 1.4x faster, but the GOMD step 11% slower at 513x259x31 (and 17% at
+# 65x49x21 without the size limit) although its kernels moved 13% (23%) fewer bytes: the
+# merged kernels read up to 27 large arrays at once. ``SCIML_RECOMPUTE_MAX=24`` turns it on,
+# ``SCIML_RECOMPUTE_MIN_BYTES`` moves the size limit.
+RECOMPUTE_MAX = 0
 RECOMPUTE_MIN_BYTES = 4 << 20
 OP_COST = {"div": 4, "sqrt": 4, "rsqrt": 4, "exp": 8, "log": 8, "log1p": 8, "expm1": 8,
            "pow": 16, "tanh": 8, "sin": 8, "cos": 8, "tan": 8, "erf": 8, "atan2": 12}

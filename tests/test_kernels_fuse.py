@@ -63,6 +63,7 @@ def test_stencil_of_a_cheap_computed_value_recomputes_it(monkeypatch):
     """sin(u) read by one stencil is computed again at the shifted point: one kernel, no
     temporary array; read by many stencils it is stored once and a second kernel reads it."""
     monkeypatch.setenv("SCIML_WAVEFRONT", "off")  # fuse's kernels, before any sweep joins them
+    monkeypatch.setenv("SCIML_RECOMPUTE_MAX", "24")  # opt-in
     monkeypatch.setenv("SCIML_RECOMPUTE_MIN_BYTES", "0")  # small arrays recompute too
 
     def once(u):
@@ -84,12 +85,15 @@ def test_stencil_of_a_cheap_computed_value_recomputes_it(monkeypatch):
 
 
 def test_recompute_budget_and_off_switch(monkeypatch):
-    """A value whose work exceeds the budget is stored; SCIML_RECOMPUTE_MAX=0 stores all;
-    by default values under 4 MiB (in cache between kernels) are stored."""
+    """Recomputation is opt-in; on, values under 4 MiB (in cache between kernels) are still
+    stored, and so is a value whose work exceeds the budget; a budget of 0 stores all."""
     monkeypatch.setenv("SCIML_WAVEFRONT", "off")
     g = lambda u: snp.shift(u * 2.0, (1,)) + u  # noqa: E731
+    big = np.zeros(1 << 19)  # 4 MiB of float64
+    assert kjit(g).lower(big).count_kernels() == 2
+    monkeypatch.setenv("SCIML_RECOMPUTE_MAX", "24")
     assert kjit(g).lower(np.zeros(9)).count_kernels() == 2
-    assert kjit(g).lower(np.zeros(1 << 19)).count_kernels() == 1  # 4 MiB of float64
+    assert kjit(g).lower(big).count_kernels() == 1
     monkeypatch.setenv("SCIML_RECOMPUTE_MIN_BYTES", "0")
 
     def f(u):
@@ -111,6 +115,7 @@ def test_recomputed_stencil_of_stencils_matches_the_interpreter(monkeypatch, bou
     """Nested reads compose: an average of an average of a product, in 2-D, at every edge
     kind, with an iota and a broadcast operand inside the recomputed expression."""
     monkeypatch.setenv("SCIML_WAVEFRONT", "off")
+    monkeypatch.setenv("SCIML_RECOMPUTE_MAX", "24")
     monkeypatch.setenv("SCIML_RECOMPUTE_MIN_BYTES", "0")
 
     def f(a, b, row):

@@ -66,7 +66,7 @@ def test_plans_without_loops_run_step_by_step():
 
 
 def test_several_kernels_run_in_one_function(monkeypatch):
-    monkeypatch.setenv("SCIML_RECOMPUTE_MAX", "0")  # else the shift recomputes a: one kernel
+    monkeypatch.setenv("SCIML_RECOMPUTE_MAX", "0")  # recomputing a would make one kernel
 
     def f(u, v):
         a = np.sin(u) * v

@@ -41,8 +41,8 @@ def _chain(steps, radius=1, boundary="zero", axes=None, extra=False):
 @pytest.fixture(autouse=True)
 def _small_arrays_too(monkeypatch):
     """The pass leaves arrays under 4 MiB alone (they stay in cache); tests use small ones.
-    Fusion recomputes cheap levels read by few stencils (two steps of a 1-D chain become one
-    kernel); these tests build sweeps from one kernel per step, so that is off here."""
+    Opt-in recomputation (cheap levels read by few stencils: two steps of a 1-D chain in one
+    kernel) stays off: these tests build sweeps from one kernel per step."""
     monkeypatch.setenv("SCIML_WAVEFRONT_MIN_BYTES", "0")
     monkeypatch.setenv("SCIML_RECOMPUTE_MAX", "0")
 
