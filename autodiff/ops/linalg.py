@@ -402,13 +402,13 @@ def _tridiag_impl(sub, diag, sup, rhs):
     a, b, c, d = (_compute(x) for x in (sub, diag, sup, rhs))
     n = d.shape[0]
     cp, x = np.empty_like(d), np.empty_like(d)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        m = b[0]
-        cp[0], x[0] = (c[0] / m if n > 1 else 0.0), d[0] / m
+    with np.errstate(divide="ignore", invalid="ignore"):  # one division per point
+        r = 1.0 / b[0]
+        cp[0], x[0] = (c[0] * r if n > 1 else 0.0), d[0] * r
         for k in range(1, n):
-            m = b[k] - a[k] * cp[k - 1]
-            cp[k] = c[k] / m if k < n - 1 else 0.0
-            x[k] = (d[k] - a[k] * x[k - 1]) / m
+            r = 1.0 / (b[k] - a[k] * cp[k - 1])
+            cp[k] = c[k] * r if k < n - 1 else 0.0
+            x[k] = (d[k] - a[k] * x[k - 1]) * r
         for k in range(n - 2, -1, -1):
             x[k] = x[k] - cp[k] * x[k + 1]
     return x.astype(rhs.dtype, copy=False)
