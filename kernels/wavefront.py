@@ -562,7 +562,7 @@ def _print(wk: WavefrontKernel, table, name: str) -> str:
     calls = [names[list(texts).index(_level_function(wk, m, p))]
              for m, p in enumerate(printers)]
     lines += _SWEEPS[wk.split](wk, calls)
-    imports = ["import numba", "import numpy as np"]
+    imports = ["import numba", "import numpy as np", "from kernels.cpu import NoAlias"]
     if any(p.uses_math for p in printers):
         imports.insert(0, "import math")
     vm = set().union(*(p.vmath for p in printers))
@@ -674,7 +674,9 @@ def _level_function(wk: WavefrontKernel, m: int, p: _LevelPrinter) -> str:
     p.invariant = _invariant_lets(lv.body)
     args = ", ".join(["q", "r0", "r1", "p"] + [b.name for b in lv.inputs + lv.outputs])
     n0, e = wk.domain[0], wk.sched.extent[m]
-    lines = ['@numba.njit(error_model="numpy", nogil=True, cache=True)',
+    # noalias as for fused kernels (kernels.cpu.NoAlias): a level writes its own ring or an
+    # output and reads only inputs and other levels' rings
+    lines = ['@numba.njit(error_model="numpy", nogil=True, cache=True, pipeline_class=NoAlias)',
              f"def level({args}):"]
     lines += [_i(1) + s for s in p.statements(invariant=True)]
     lines.append(_i(1) + ("i0 = q" if not e else f"i0 = q % {n0}"))
