@@ -31,8 +31,12 @@ def density(s, t, h, zz, fsm, cfg):
 
 def _pow_three_halves(a):
     """a**1.5 for a >= 0 as a * sqrt(a): within 2 ulp of pow, and a compiled loop vectorises
-    it (a general pow does not), which made the density kernel 2.6x faster."""
-    return a * np.sqrt(a)
+    it (a general pow does not), which made the density kernel 2.6x faster. At a = 0 (the
+    bottom layer's zero salinity) the derivative is 0, as pow's: sqrt is never evaluated at 0,
+    where its derivative is infinite and the product rule would give 0 * inf = NaN."""
+    pos = a > 0.0
+    safe = np.where(pos, a, 1.0)
+    return np.where(pos, safe * np.sqrt(safe), 0.0)
 
 
 def sound_speed(s, t, h, zz, cfg):
