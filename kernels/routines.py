@@ -73,8 +73,9 @@ def routine(node, name: str) -> Routine | None:
     outs = [Buffer(f"out{i}", _shape(o.aval), str(o.aval.dtype))
             for i, o in enumerate(node.outputs)]
     args = ", ".join(b.name for b in ins + outs)
-    source = "\n".join(["import numba", "import numpy as np", "", "",
-                        '@numba.njit(error_model="numpy", nogil=True, cache=True)',
+    parallel = any("numba.prange" in line for line in body)  # else prange runs serially
+    head = f'@numba.njit(error_model="numpy", nogil=True, cache=True, parallel={parallel})'
+    source = "\n".join(["import numba", "import numpy as np", "", "", head,
                         f"def kernel({args}):"] + ["    " + line for line in body]) + "\n"
     return Routine(name, ins, outs, source, node.prim.name)
 

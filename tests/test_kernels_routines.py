@@ -110,3 +110,23 @@ def test_dynamic_slices_clamp_their_starts():
 
     for i, j in [(0, 0), (3, 1), (-2, 9)]:
         _check(f, X3, np.int64(i), np.int64(j), want_routines=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_large_routines_run_their_prange_in_parallel(dtype):
+    """A routine whose body has a prange is compiled parallel (else prange is a plain loop);
+    the blocked tridiagonal solve (per-block coefficient buffers) and a cumsum along an inner
+    axis stay bit for bit equal to their numpy implementations."""
+    r = np.random.default_rng(2)
+    shape = (9, 70, 60)  # 37800 points: at least PARALLEL_MIN_POINTS
+    a, c = (r.uniform(-1, 1, shape).astype(dtype) for _ in range(2))
+    b = r.uniform(3, 4, shape).astype(dtype)
+    d = r.standard_normal(shape).astype(dtype)
+    tri = get("tridiagonal_solve")
+    f = sciml.jit(lambda a, b, c, d: (tri.bind(a, b, c, d * 1.0), np.cumsum(d * 1.0, axis=2)))
+    got = f(a, b, c, d)
+    want = (tri.impl(a, b, c, d), np.cumsum(d, axis=2))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    sources = [rt.source for rt in f.lower(a, b, c, d).routines.values()]
+    assert len(sources) == 2 and all("parallel=True" in s for s in sources)
