@@ -18,7 +18,7 @@ import numba
 import numpy as np
 <BLANKLINE>
 <BLANKLINE>
-@numba.njit(error_model="numpy", nogil=True, cache=True)
+@numba.njit(error_model="numpy", nogil=True, cache=True, parallel=False)
 def kernel(in0, out0):
     for i0 in range(3):
         for i1 in range(2):
