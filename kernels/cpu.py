@@ -71,6 +71,7 @@ class NoAlias(CompilerBase):
         self.state.flags.noalias = True
         return [DefaultPassBuilder.define_nopython_pipeline(self.state)]
 
+
 _NP = {
     "abs": "np.abs({0})", "sign": "np.sign({0})", "exp": "np.exp({0})", "expm1": "np.expm1({0})",
     "log": "np.log({0})", "log1p": "np.log1p({0})", "sqrt": "np.sqrt({0})",

@@ -112,6 +112,8 @@ def _recompute_shares(nodes) -> dict:
     """Var id -> the work one stencil read may spend recomputing it: the budget divided among
     the value's reads, for values large enough that storing them goes to main memory."""
     budget = int(os.environ.get("SCIML_RECOMPUTE_MAX", RECOMPUTE_MAX))
+    if budget <= 0:
+        return {}
     least = int(os.environ.get("SCIML_RECOMPUTE_MIN_BYTES", RECOMPUTE_MIN_BYTES))
     reads: dict[int, list] = {}  # var id -> [var, stencil reads of it]
     for node in nodes:

@@ -131,7 +131,7 @@ class _Lowering:
         if self.at is not None:
             index, raw = tuple(_subst(x, self.at) for x in index), True
         if isinstance(a, Var) and a.id in self.made:
-            if tuple(index) == self.identity or not a.aval.shape:
+            if tuple(index) == self.identity:
                 return self.env[a.id]
             return self._recompute(a, tuple(index))
         if raw:
