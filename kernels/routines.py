@@ -180,8 +180,11 @@ def _reshape(node, *, new_shape):
 
 def _tridiagonal(node):
     """Thomas sweeps over all columns at once, a block of contiguous columns at a time (the
-    inner loop runs along memory), blocks spread over threads. One division per point (the
-    pivot's reciprocal), as in the primitive's numpy implementation: 1.6x faster than two."""
+    inner loops run along memory over one row of the block), blocks spread over threads.
+    One division per point (the pivot's reciprocal), as in the primitive's numpy
+    implementation: 1.6x faster than two. The forward sweep's coefficients and solution stay
+    in per-block buffers (in cache); the solution is written once, by the backward sweep:
+    1.25x faster than writing it twice (31 x 259 x 513, two threads)."""
     x = node.inputs[3].aval
     one = f"np.{x.dtype}(1.0)"
     n = x.shape[0]
@@ -196,19 +199,30 @@ def _tridiagonal(node):
         f"for blk in {rng}({blocks}):",
         f"    lo = blk * {block}",
         f"    hi = min(lo + {block}, {m})",
+        "    w = hi - lo",
         f"    cp = np.empty(({n}, {block}), x.dtype)  # per block: stays in cache",
-        "    for j in range(lo, hi):",
-        f"        r = {one} / b[0, j]",
-        f"        cp[0, j - lo] = c[0, j] * r if {n} > 1 else 0.0",
-        "        x[0, j] = d[0, j] * r",
+        f"    xp = np.empty(({n}, {block}), x.dtype)",
+        "    b0, c0, d0, cp0, xp0 = b[0, lo:hi], c[0, lo:hi], d[0, lo:hi], cp[0], xp[0]",
+        "    for j in range(w):",
+        f"        r = {one} / b0[j]",
+        "        cp0[j] = c0[j] * r",
+        "        xp0[j] = d0[j] * r",
         f"    for k in range(1, {n}):",
-        "        for j in range(lo, hi):",
-        f"            r = {one} / (b[k, j] - a[k, j] * cp[k - 1, j - lo])",
-        f"            cp[k, j - lo] = c[k, j] * r if k < {n - 1} else 0.0",
-        "            x[k, j] = (d[k, j] - a[k, j] * x[k - 1, j]) * r",
+        "        ak, bk, ck, dk = a[k, lo:hi], b[k, lo:hi], c[k, lo:hi], d[k, lo:hi]",
+        "        cpm, cpk, xm, xk = cp[k - 1], cp[k], xp[k - 1], xp[k]",
+        "        for j in range(w):",
+        f"            r = {one} / (bk[j] - ak[j] * cpm[j])",
+        "            cpk[j] = ck[j] * r",
+        "            xk[j] = (dk[j] - ak[j] * xm[j]) * r",
+        f"    xo, xl = x[{n - 1}, lo:hi], xp[{n - 1}]",
+        "    for j in range(w):",
+        "        xo[j] = xl[j]",
         f"    for k in range({n - 2}, -1, -1):",
-        "        for j in range(lo, hi):",
-        "            x[k, j] = x[k, j] - cp[k, j - lo] * x[k + 1, j]",
+        "        xo, xk, xn, cpk = x[k, lo:hi], xp[k], xp[k + 1], cp[k]",
+        "        for j in range(w):",
+        "            v = xk[j] - cpk[j] * xn[j]",
+        "            xk[j] = v",
+        "            xo[j] = v",
     ]
 
 

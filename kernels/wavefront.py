@@ -561,6 +561,18 @@ def _print(wk: WavefrontKernel, table, name: str) -> str:
              f"def {name}({args}):"]
     calls = [names[list(texts).index(_level_function(wk, m, p))]
              for m, p in enumerate(printers)]
+    # row buffers of split loops (cpu._Printer.split_row): one set per concurrent band,
+    # shared by the levels of a band, which run one after another
+    temps: dict = {}
+    for p in printers:
+        for d, c in p.temps.items():
+            temps[d] = max(temps.get(d, 0), c)
+    bands = 1 if wk.split == "serial" else (_threads() if wk.split == "rows" else wk.threads)
+    lines += [_i(1) + f"tmp_{d}_{j} = np.empty(({bands}, {wk.domain[-1]}), np.{d})"
+              for d, c in sorted(temps.items()) for j in range(c)]
+    band = "0" if wk.split == "serial" else "c"
+    calls = [(fn, [f"tmp_{n[3:]}[{band}]" for n in p.temp_names()])
+             for fn, p in zip(calls, printers)]
     lines += _SWEEPS[wk.split](wk, calls)
     imports = ["import numba", "import numpy as np", "from kernels.cpu import NoAlias"]
     if any(p.uses_math for p in printers):
@@ -589,10 +601,12 @@ def _local(lv: Kernel) -> Kernel:
                   [Buffer(names[b.name], b.shape, b.dtype) for b in lv.outputs], body)
 
 
-def _call(wk: WavefrontKernel, m: int, fn: str, rows: tuple, thread: str) -> str:
+def _call(wk: WavefrontKernel, m: int, call: tuple, rows: tuple, thread: str) -> str:
+    """``call``: the level's function and its row-buffer arguments."""
+    fn, temps = call
     lv = wk.levels[m]
     args = [f"s - {wk.sched.delay[m]}", *rows, thread] + [b.name for b in lv.inputs + lv.outputs]
-    return f"{fn}({', '.join(args)})"
+    return f"{fn}({', '.join(args + temps)})"
 
 
 def _active(wk: WavefrontKernel, m: int) -> str:
@@ -672,6 +686,7 @@ def _level_function(wk: WavefrontKernel, m: int, p: _LevelPrinter) -> str:
     the guard-free body where the plane and the row are interior."""
     lv = p.k
     p.invariant = _invariant_lets(lv.body)
+    p.thread_temps = False  # the sweep passes each level call its thread's row buffers
     args = ", ".join(["q", "r0", "r1", "p"] + [b.name for b in lv.inputs + lv.outputs])
     n0, e = wk.domain[0], wk.sched.extent[m]
     # noalias as for fused kernels (kernels.cpu.NoAlias): a level writes its own ring or an
@@ -702,12 +717,16 @@ def _level_function(wk: WavefrontKernel, m: int, p: _LevelPrinter) -> str:
             return p.innermost(last, ranges.get(last), "range", i, False, dims)
         outer = {d: ranges[d] for d in range(last) if d in ranges}
     if not outer:
-        return "\n".join(lines + inner(ind, set())) + "\n"
-    cond = " and ".join(f"{a} <= i{d} < {b}" for d, (a, b) in outer.items())
-    lines.append(_i(ind) + f"if {cond}:")
-    lines += inner(ind + 1, set(outer))
-    lines.append(_i(ind) + "else:")
-    return "\n".join(lines + inner(ind + 1, set())) + "\n"
+        lines += inner(ind, set())
+    else:
+        cond = " and ".join(f"{a} <= i{d} < {b}" for d, (a, b) in outer.items())
+        lines.append(_i(ind) + f"if {cond}:")
+        lines += inner(ind + 1, set(outer))
+        lines.append(_i(ind) + "else:")
+        lines += inner(ind + 1, set())
+    if p.temps:
+        lines[1] = f"def level({', '.join([args] + p.temp_names())}):"
+    return "\n".join(lines) + "\n"
 
 
 def _band(p: _LevelPrinter, n: int, peel, ind: int, interior: set) -> list:

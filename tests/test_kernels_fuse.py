@@ -8,7 +8,7 @@ import doctest
 import graphgen
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import sciml
@@ -254,6 +254,7 @@ def _largest_argument(ops, x) -> float:
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(["float64", "float32"]), st.lists(st.sampled_from(
     ["sin", "exp", "tanh", "mul", "add", "shift", "sum", "max"]), min_size=1, max_size=6))
+@example("float32", ["exp", "sum", "exp", "sin"])  # sin of arguments near 120
 def test_random_chains_in_single_precision(dtype, ops):
     def f(x):
         y = x
@@ -283,10 +284,13 @@ def test_random_chains_in_single_precision(dtype, ops):
         return
     # Chains like exp(sum(exp(..))) amplify float32 rounding: judge both float32 results by
     # their distance to the float64 answer (the kernel computes more in higher precision).
+    # A sin of an argument a turns one rounding of a (or a sum added in another order) into
+    # an error of about |a| float32 epsilons, whichever result is nearer by chance.
     truth = eval_graph(sciml.make_graph(f, x.astype(np.float64)), x.astype(np.float64))
     err_kernel = np.abs(got - truth)
     err_ref = np.abs(want - truth)
-    assert np.all(err_kernel <= 2 * err_ref + 1e-5 * (1 + np.abs(truth)))
+    amplified = 4 * np.finfo(np.float32).eps * _largest_argument(ops, x)
+    assert np.all(err_kernel <= 2 * err_ref + 1e-5 * (1 + np.abs(truth)) + amplified)
 
 
 @pytest.mark.parametrize("module", [fuse, loopir, lower, cpu, templates, jit, cache, halfconv])
