@@ -64,6 +64,9 @@ REDUCE_CHUNK = 1 << 14
 
 KERNEL_ARRAY_DTYPE = {"float16": "float32", "bfloat16": "uint16"}
 
+# Concatenations are rewritten into padded reads and selects that fuse (kernels/concat.py).
+EXPAND_CONCATENATE = True
+
 # Loop fission by memory streams: an innermost loop whose point body reads and writes more
 # than this many distinct arrays is split into several loops over the same row, each touching
 # at most this many arrays for the first time (``SCIML_FISSION_STREAMS``, 0 turns it off).

@@ -81,6 +81,7 @@ from autodiff.trace import abstractify, make_graph
 from autodiff.verify import verify
 
 from . import cache, wavefront
+from .concat import expand_concatenates
 from .fuse import Cluster, Library, fuse
 from .loopir import verify_kernel
 from .lower import lower
@@ -196,6 +197,8 @@ def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = Fals
     timer("verify", verify, graph)
     _dump("graph", graph)
     # passes: inline, fold, simplify, CSE, DCE to a fixed point (Graph -> Graph)
+    if getattr(tgt, "EXPAND_CONCATENATE", False):  # concatenations as fusible padded reads
+        graph = timer("concat", expand_concatenates, graph)
     graph = timer("passes", optimize, graph)
     _dump("passes", graph)
     # [Graph] -> [Cluster | Library]: which nodes share a pass over memory

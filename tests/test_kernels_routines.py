@@ -35,7 +35,17 @@ def test_cumsum(axis, reverse):
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_concatenate(axis):
-    _check(lambda x, y: np.concatenate([x * 2.0, y, x, y, x], axis=axis), X3, X3 + 1.0)
+    """Up to MAX_PIECES pieces fuse as padded reads and selects (kernels/concat.py), bit for
+    bit; more pieces run as a copy routine."""
+    from kernels.concat import MAX_PIECES
+
+    c = _check(lambda x, y: np.concatenate([x * 2.0, y, x, y, x], axis=axis) + 1.0, X3,
+               X3 + 1.0, dtype_tol=0.0, want_routines=0)
+    assert not c.routines and c.count_kernels() <= 2  # x * 2.0 read at an offset: 2 kernels
+    many = [X3 + j for j in range(MAX_PIECES + 1)]
+    c = _check(lambda *xs: np.concatenate([x * 2.0 for x in xs], axis=axis), *many,
+               dtype_tol=0.0)
+    assert [r.prim for r in c.routines.values()] == ["concatenate"]
 
 
 @pytest.mark.parametrize("name", ["sum", "prod", "max", "min"])
