@@ -70,7 +70,7 @@ EXPAND_CONCATENATE = True
 # Loop fission by memory streams: an innermost loop whose point body reads and writes more
 # than this many distinct arrays is split into several loops over the same row, each touching
 # at most this many arrays for the first time (``SCIML_FISSION_STREAMS``, 0 turns it off).
-# At 8 the GOMD step ran 15% slower (its kernels stream 9 to 16 arrays, partly from cache);
+# At 8 the GOMD step ran 7-11% slower (its kernels stream 9 to 16 arrays, partly from cache);
 # above 16 a loop loses bandwidth fast (30 GB/s at 16 arrays, 20 GB/s at 48).
 # Values passed between the loops go through per-thread row buffers that stay in L1; loads
 # and index tests are repeated instead. Only rows of at least FISSION_MIN_ROW points in
