@@ -34,6 +34,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from autodiff.ir import Const, Graph, Var
 from autodiff.ops.reduce import normalize_axes
 
@@ -92,7 +94,7 @@ def fuse(graph: Graph, can_fuse: Callable = lambda node: True) -> list:
     """Cluster the live nodes of ``graph``; ``can_fuse(node)`` says what a target can print."""
     groups: list = []
     where: dict[int, int] = {}  # var id -> index of the group that computes it
-    nodes = live_nodes(graph)
+    nodes = hoist_small(live_nodes(graph))
     share = _recompute_shares(nodes)
     for node in nodes:
         kind = classify(node)
@@ -238,6 +240,48 @@ def _connect(graph: Graph, groups: list, where: dict):
 
 def _nodes(g):
     return g.nodes if isinstance(g, Cluster) else [g.node]
+
+
+# A fusible node whose loop domain has at most 1/HOIST_RATIO of the largest domain's points
+# is moved up to just after its inputs are made (``hoist_small``; 0 turns it off).
+HOIST_RATIO = 8
+
+
+def hoist_small(nodes: list) -> list:
+    """``nodes`` with the small fusible ones (boundary columns, rows, vertical profiles) moved
+    as early as their inputs allow, big ones kept in order.
+
+    Clusters form in program order: a node joins a cluster made after its inputs. A boundary
+    condition written as ``a = where(column == 1, value, a)`` computes ``value`` (a column)
+    between two selects on the whole array, so each select started a kernel of its own, a pass
+    over memory; computed first, the values let the selects fuse into one kernel. Small nodes
+    are cheap and never share a kernel with big ones, so moving them up costs no fusion.
+    """
+    if HOIST_RATIO <= 0:
+        return nodes
+
+    def domain(node):
+        kind = classify(node)
+        if kind is None or not node.outputs:
+            return None
+        shape = node.inputs[0].aval.shape if kind == "reduce" else node.outputs[0].aval.shape
+        return int(np.prod(shape, dtype=np.int64))
+
+    sizes = [domain(n) for n in nodes]
+    largest = max((z for z in sizes if z is not None), default=0)
+    key: dict[int, tuple] = {}  # var id -> sort key of the node that makes it
+    order = []
+    for i, (node, z) in enumerate(zip(nodes, sizes)):
+        if z is not None and z * HOIST_RATIO <= largest:
+            after = max((key[a.id] for a in node.inputs if isinstance(a, Var) and a.id in key),
+                        default=(-1, -1))
+            k = (after[0], i)  # just after the latest input's node, in program order
+        else:
+            k = (i, -1)
+        order.append((k, node))
+        for o in node.outputs:
+            key[o.id] = k
+    return [n for _, n in sorted(order, key=lambda kn: kn[0])]
 
 
 def live_nodes(graph: Graph) -> list:

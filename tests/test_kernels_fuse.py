@@ -372,3 +372,52 @@ def test_max_min_reductions_propagate_nan(dtype):
     big, small, rows = f(x)
     assert np.isnan(big) and np.isnan(small)
     assert np.isnan(rows[11]) and not np.isnan(np.delete(rows, 11)).any()
+
+
+def _put_column(a, i, value):
+    """``a`` with column ``i`` replaced by ``value`` (a boundary condition, as GOMD's)."""
+    col = np.arange(a.shape[-1]) == i
+    return np.where(col, value[..., None], a)
+
+
+def test_small_values_are_made_first_so_boundary_selects_fuse(monkeypatch):
+    """Selects writing boundary columns computed between them fuse into one pass once the
+    columns (small domains) are computed first (``fuse.hoist_small``); results are the same."""
+    r = np.random.default_rng(5)
+    a, b = r.random((6, 7, 40)), r.random((6, 7, 40))
+
+    def f(a, b):
+        u = a * 2.0
+        u = _put_column(u, 0, np.sqrt(b[:, :, 1]) + 1.0)
+        u = _put_column(u, 39, b[:, :, 38] * 3.0)
+        u = _put_column(u, 1, b[:, :, 2] * b[:, :, 2] - 0.5)
+        return u + b
+
+    want = eval_graph_flat(sciml.make_graph(f, a, b), [a, b])[0]
+
+    def big_kernels():
+        c = jit.compile_graph(sciml.make_graph(f, a, b))
+        got = c.plan([a, b])[0]
+        np.testing.assert_array_equal(got, want)
+        return sum(1 for g in c.groups
+                   if isinstance(g, fuse.Cluster) and g.domain == a.shape)
+
+    assert big_kernels() == 1
+    monkeypatch.setattr(fuse, "HOIST_RATIO", 0)  # off: a pass per select
+    assert big_kernels() == 4
+
+
+def test_hoisting_keeps_every_node_after_its_inputs():
+    """A random program's nodes, reordered, still come after the nodes that make their
+    inputs, and each node appears once."""
+    g = sciml.make_graph(
+        lambda a, b: np.where(np.arange(9) == 3, (a[:, :, 2] * b[:, :, 4])[..., None],
+                              np.sin(a) * b).sum(axis=2) + a[:, 0, 0][:, None],
+        np.zeros((5, 4, 9)), np.zeros((5, 4, 9)))
+    nodes = fuse.live_nodes(g)
+    order = fuse.hoist_small(nodes)
+    assert sorted(map(id, order)) == sorted(map(id, nodes)) and order != nodes
+    made = {p.id for p in g.params}
+    for n in order:
+        assert all(a.id in made for a in n.inputs if hasattr(a, "id")), n
+        made.update(o.id for o in n.outputs)
