@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cases.gomd.regions import col, put_i, put_j, row
+from cases.gomd.regions import col, put_i, put_j, row, set_i, set_j
 
 
 def elevation(elf, p):
@@ -34,19 +34,21 @@ def depth_mean_velocity(uaf, vaf, el, p, cfg):
     inner_j = (np.arange(1, jm + 1) >= 2) & (np.arange(1, jm + 1) <= jm - 1)
     east = p["uabe"] + np.sqrt(g / col(h, im - 1)) * (col(el, im - 1) - p["ele"])
     west = p["uabw"] - np.sqrt(g / col(h, 2)) * (col(el, 2) - p["elw"])
-    uaf = put_i(uaf, im, np.where(inner_j, east, col(uaf, im)))
-    uaf = put_i(uaf, 2, np.where(inner_j, west, col(uaf, 2)))
-    uaf = put_i(uaf, 1, np.where(inner_j, col(uaf, 2), col(uaf, 1)))
-    vaf = put_i(vaf, im, np.where(inner_j, 0.0, col(vaf, im)))
-    vaf = put_i(vaf, 1, np.where(inner_j, 0.0, col(vaf, 1)))
+    # set_i/set_j read the field only where they write it (one fused pass); pom2k's copy of
+    # column 2 into column 1 (row 2 into row 1) is written as the value column 2 just got
+    uaf = set_i(uaf, im, east, inner_j)
+    uaf = set_i(uaf, 2, west, inner_j)
+    uaf = set_i(uaf, 1, west, inner_j)
+    vaf = set_i(vaf, im, 0.0, inner_j)
+    vaf = set_i(vaf, 1, 0.0, inner_j)
     inner_i = (np.arange(1, im + 1) >= 2) & (np.arange(1, im + 1) <= im - 1)
     north = np.sqrt(g / row(h, jm - 1)) * row(el, jm - 1)
     south = -np.sqrt(g / row(h, 2)) * row(el, 2)
-    vaf = put_j(vaf, jm, np.where(inner_i, north, row(vaf, jm)))
-    uaf = put_j(uaf, jm, np.where(inner_i, 0.0, row(uaf, jm)))
-    vaf = put_j(vaf, 2, np.where(inner_i, south, row(vaf, 2)))
-    vaf = put_j(vaf, 1, np.where(inner_i, row(vaf, 2), row(vaf, 1)))
-    uaf = put_j(uaf, 1, np.where(inner_i, 0.0, row(uaf, 1)))
+    vaf = set_j(vaf, jm, north, inner_i)
+    uaf = set_j(uaf, jm, 0.0, inner_i)
+    vaf = set_j(vaf, 2, south, inner_i)
+    vaf = set_j(vaf, 1, south, inner_i)
+    uaf = set_j(uaf, 1, 0.0, inner_i)
     return uaf * p["dum"], vaf * p["dvm"]
 
 
@@ -66,20 +68,20 @@ def velocity(uf, vf, u, v, p, cfg):
     east = ga * _smooth_along(col(u, im - 1)) + (1.0 - ga) * _smooth_along(col(u, im))
     ga = np.sqrt(col(h, 1) / cfg.hmax)
     west = ga * _smooth_along(col(u, 3)) + (1.0 - ga) * _smooth_along(col(u, 2))
-    uf = put_i(uf, im, np.where(inner_j, east, col(uf, im)))
-    vf = put_i(vf, im, np.where(inner_j, 0.0, col(vf, im)))
-    uf = put_i(uf, 2, np.where(inner_j, west, col(uf, 2)))
-    uf = put_i(uf, 1, np.where(inner_j, col(uf, 2), col(uf, 1)))
-    vf = put_i(vf, 1, np.where(inner_j, 0.0, col(vf, 1)))
+    uf = set_i(uf, im, east, inner_j)
+    vf = set_i(vf, im, 0.0, inner_j)
+    uf = set_i(uf, 2, west, inner_j)
+    uf = set_i(uf, 1, west, inner_j)  # pom2k: uf(1) = uf(2)
+    vf = set_i(vf, 1, 0.0, inner_j)
     ga = np.sqrt(row(h, jm) / cfg.hmax)
     north = ga * _smooth_along(row(v, jm - 1)) + (1.0 - ga) * _smooth_along(row(v, jm))
     ga = np.sqrt(row(h, 1) / cfg.hmax)
     south = ga * _smooth_along(row(v, 3)) + (1.0 - ga) * _smooth_along(row(v, 2))
-    vf = put_j(vf, jm, np.where(inner_i, north, row(vf, jm)))
-    uf = put_j(uf, jm, np.where(inner_i, 0.0, row(uf, jm)))
-    vf = put_j(vf, 2, np.where(inner_i, south, row(vf, 2)))
-    vf = put_j(vf, 1, np.where(inner_i, row(vf, 2), row(vf, 1)))
-    uf = put_j(uf, 1, np.where(inner_i, 0.0, row(uf, 1)))
+    vf = set_j(vf, jm, north, inner_i)
+    uf = set_j(uf, jm, 0.0, inner_i)
+    vf = set_j(vf, 2, south, inner_i)
+    vf = set_j(vf, 1, south, inner_i)  # pom2k: vf(1) = vf(2)
+    uf = set_j(uf, 1, 0.0, inner_i)
     upper3 = (np.arange(kb) < kb - 1)[:, None, None]
     return np.where(upper3, uf * p["dum"], uf), np.where(upper3, vf * p["dvm"], vf)
 
@@ -121,14 +123,14 @@ def tracers(tf, sf, t, s, u, v, w, dt, p, cfg):
     sides.append(("j", jm, jm - 1, un_n, -1.0, "tbn", "sbn"))
     sides.append(("j", 1, 2, un_s, 1.0, "tbs", "sbs"))
     for axis, at, inner, un, sign, tkey, skey in sides:
-        get, put = (col, put_i) if axis == "i" else (row, put_j)
+        get, put = (col, set_i) if axis == "i" else (row, set_j)
         dt_in, w_in = get(dt, inner), get(w, inner)
         new_t = _upwind_side(get(t, inner), get(t, at), p[tkey], un, dt_in, w_in,
                              p, sign, cfg)
         new_s = _upwind_side(get(s, inner), get(s, at), p[skey], un, dt_in, w_in,
                              p, sign, cfg)
-        tf = put(tf, at, np.where(upper, new_t, get(tf, at)))
-        sf = put(sf, at, np.where(upper, new_s, get(sf, at)))
+        tf = put(tf, at, new_t, upper)
+        sf = put(sf, at, new_s, upper)
     upper3 = (np.arange(kb) < kb - 1)[:, None, None]
     return np.where(upper3, tf * p["fsm"], tf), np.where(upper3, sf * p["fsm"], sf)
 

@@ -43,6 +43,30 @@ def put_j(a, j, value):
     return np.where(row, _insert_axis(value, a, -2), a)
 
 
+def set_i(a, i, value, where=True):
+    """``a`` with column i (1-based) set to ``value`` where ``where`` holds (both of the shape
+    of ``a`` without its i axis, or broadcastable to it), elsewhere ``a`` unchanged.
+
+    Unlike ``put_i(a, i, np.where(where, value, col(a, i)))`` it reads ``a`` only at the
+    point it writes, so traced it is a select that fuses with whatever computes ``a``.
+    """
+    mask = (np.arange(1, a.shape[-1] + 1) == i) & np.expand_dims(where, -1)
+    return np.where(mask, _spread(value, a, -1), a)
+
+
+def set_j(a, j, value, where=True):
+    """``a`` with row j (1-based) set to ``value`` where ``where`` holds (``set_i`` for rows)."""
+    where = np.asarray(where)
+    mask = (np.arange(1, a.shape[-2] + 1) == j)[:, None] & (
+        np.expand_dims(where, -2) if where.ndim else where)
+    return np.where(mask, _spread(value, a, -2), a)
+
+
+def _spread(value, a, axis):
+    """A scalar as it is, an array along a new ``axis`` of ``a``."""
+    return value if np.isscalar(value) else _insert_axis(value, a, axis)
+
+
 def _insert_axis(value, a, axis):
     """``value`` broadcast along a new ``axis`` of ``a``'s shape.
 
