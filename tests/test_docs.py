@@ -67,3 +67,21 @@ def test_page_runs_and_prints_what_it_shows(page):
     for i, ((code, expected), got) in enumerate(zip(found, outputs)):
         if expected is not None:
             assert got.rstrip() == expected.rstrip(), f"{page} block {i + 1}:\n{code}"
+
+
+def test_gomd_equation_table_points_at_definitions():
+    """docs/gomd.md maps each equation to ``file.py:line``; each line is a ``def`` (so that the
+    table does not drift when the code around it changes)."""
+    text = (ROOT / "docs/gomd.md").read_text()
+    table = text[text.index("## Equations and where they are stated"):]
+    refs = 0
+    for row in table.splitlines():
+        if not row.startswith("|"):
+            continue
+        current = None
+        for m in re.finditer(r"`(?:(?:cases/gomd/)?([a-z_]+\.py))?:(\d+)`", row):
+            current = m.group(1) or current
+            line = (ROOT / "cases/gomd" / current).read_text().splitlines()[int(m.group(2)) - 1]
+            assert line.startswith("def "), f"{current}:{m.group(2)} is not a def: {line!r}"
+            refs += 1
+    assert refs >= 30
