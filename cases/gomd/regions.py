@@ -50,16 +50,18 @@ def set_i(a, i, value, where=True):
     Unlike ``put_i(a, i, np.where(where, value, col(a, i)))`` it reads ``a`` only at the
     point it writes, so traced it is a select that fuses with whatever computes ``a``.
     """
-    mask = (np.arange(1, a.shape[-1] + 1) == i) & np.expand_dims(where, -1)
-    return np.where(mask, _spread(value, a, -1), a)
+    col = np.arange(1, a.shape[-1] + 1) == i
+    inner = np.where(np.expand_dims(where, -1), _spread(value, a, -1), a)
+    return np.where(col, inner, a)  # two selects: no mask of a's full shape
 
 
 def set_j(a, j, value, where=True):
     """``a`` with row j (1-based) set to ``value`` where ``where`` holds (``set_i`` for rows)."""
     where = np.asarray(where)
-    mask = (np.arange(1, a.shape[-2] + 1) == j)[:, None] & (
-        np.expand_dims(where, -2) if where.ndim else where)
-    return np.where(mask, _spread(value, a, -2), a)
+    row = (np.arange(1, a.shape[-2] + 1) == j)[:, None]
+    inner = np.where(np.expand_dims(where, -2) if where.ndim else where,
+                     _spread(value, a, -2), a)
+    return np.where(row, inner, a)
 
 
 def _spread(value, a, axis):
