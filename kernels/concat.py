@@ -39,9 +39,9 @@ import functools
 import numpy as np
 
 from autodiff.ir import Apply, Graph
-from autodiff.passes.rewrite import GraphMap, lookup, rebuild
+from autodiff.passes.rewrite import GraphMap, lookup, reachable_graphs, rebuild
 from autodiff.primitives import get as get_primitive
-from autodiff.trace import abstractify, make_graph
+from autodiff.trace import make_graph
 
 # More pieces than this stay one routine: each piece adds a guarded read and a select per point.
 MAX_PIECES = 8
@@ -57,7 +57,7 @@ def expand_concatenates(graph: Graph) -> Graph:
         for node in g.body:
             ins = [lookup(a, env) for a in node.inputs]
             if node.prim.name == "concatenate" and 2 <= len(ins) <= MAX_PIECES:
-                avals = [abstractify(a.aval) for a in ins]
+                avals = [a.aval for a in ins]
                 axis = node.params["axis"] % max(len(avals[0].shape), 1)
                 callee = make_graph(functools.partial(_as_selects, axis=axis), *avals,
                                     name="concatenate")
@@ -92,7 +92,5 @@ def _as_selects(*xs, axis):
 
 
 def _all_nodes(g: Graph):
-    from autodiff.passes.rewrite import reachable_graphs
-
     for sub in reachable_graphs(g):
         yield from sub.body

@@ -187,13 +187,16 @@ class _Printer:
             return loops
         at = loops.index(next(ln for ln in loops if ln.startswith(_i(1) + "for i0 in "))) + 1
         n = self.k.domain[-1]
-        alloc = [_i(2) + f"tw_{d}_{j} = np.empty({n}, np.{d})"
-                 for d, c in sorted(self.temps.items()) for j in range(c)]
+        alloc = [_i(2) + f"tw_{d}_{j} = np.empty({n}, np.{d})" for d, j in self.temp_slots()]
         return loops[:at] + alloc + loops[at:]
+
+    def temp_slots(self) -> list[tuple]:
+        """``(dtype, j)`` of each row buffer ``tw_<dtype>_<j>``, in argument order."""
+        return [(d, j) for d, c in sorted(self.temps.items()) for j in range(c)]
 
     def temp_names(self) -> list[str]:
         """The row buffers' names, one per slot."""
-        return [f"tw_{d}_{j}" for d, c in sorted(self.temps.items()) for j in range(c)]
+        return [f"tw_{d}_{j}" for d, j in self.temp_slots()]
 
     # -- loop structure -----------------------------------------------------------------------
 

@@ -548,10 +548,10 @@ def _print(wk: WavefrontKernel, table, name: str) -> str:
     unblocked kernels (one parallel loop around every level's body compiles for minutes), and
     levels that print alike (the steps of a time loop) share one function."""
     printers = [_LevelPrinter(_local(lv), table) for lv in wk.levels]
+    sources = [_level_function(wk, m, p) for m, p in enumerate(printers)]
     texts: dict = {}  # function source -> its name
-    for m, p in enumerate(printers):
-        texts.setdefault(_level_function(wk, m, p), f"level{len(texts)}")
-    names = list(texts.values())
+    for text in sources:
+        texts.setdefault(text, f"level{len(texts)}")
     funcs = [t.replace("def level(", f"def {n}(", 1) for t, n in texts.items()]
     if wk.split == "slabs" and wk.sched.arcs:
         funcs.append(ARCS)
@@ -559,8 +559,7 @@ def _print(wk: WavefrontKernel, table, name: str) -> str:
     args = ", ".join(b.name for b in wk.inputs + wk.outputs)
     lines = [f'@numba.njit(parallel={parallel}, error_model="numpy", nogil=True, cache=True)',
              f"def {name}({args}):"]
-    calls = [names[list(texts).index(_level_function(wk, m, p))]
-             for m, p in enumerate(printers)]
+    calls = [texts[text] for text in sources]
     # row buffers of split loops (cpu._Printer.split_row): one set per concurrent band,
     # shared by the levels of a band, which run one after another
     temps: dict = {}
@@ -571,7 +570,7 @@ def _print(wk: WavefrontKernel, table, name: str) -> str:
     lines += [_i(1) + f"tmp_{d}_{j} = np.empty(({bands}, {wk.domain[-1]}), np.{d})"
               for d, c in sorted(temps.items()) for j in range(c)]
     band = "0" if wk.split == "serial" else "c"
-    calls = [(fn, [f"tmp_{n[3:]}[{band}]" for n in p.temp_names()])
+    calls = [(fn, [f"tmp_{d}_{j}[{band}]" for d, j in p.temp_slots()])
              for fn, p in zip(calls, printers)]
     lines += _SWEEPS[wk.split](wk, calls)
     imports = ["import numba", "import numpy as np", "from kernels.cpu import NoAlias"]
