@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import os
 
+import numba
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 
 from . import templates
@@ -66,6 +67,9 @@ KERNEL_ARRAY_DTYPE = {"float16": "float32", "bfloat16": "uint16"}
 
 # Concatenations are rewritten into padded reads and selects that fuse (kernels/concat.py).
 EXPAND_CONCATENATE = True
+# Sums over axis 0 and cumulative sums along it fuse with their producers and consumers; such
+# kernels run axis 0 in order and split axis 1 among threads (``kernels.fuse``).
+SEQUENTIAL_AXIS0 = True
 
 # Loop fission by memory streams: an innermost loop whose point body reads and writes more
 # than this many distinct arrays is split into several loops over the same row, each touching
@@ -157,7 +161,7 @@ class _Printer:
         self.vmath: set[str] = set()
         self.half: set[str] = set()
         self.uses_math = False
-        self.dtypes = {b.name: b.dtype for b in k.inputs + k.outputs}
+        self.dtypes = {b.name: b.dtype for b in k.inputs + k.outputs + k.scratch}
         self.invariant: set[str] = set()
         self.interior = frozenset()  # dims whose reads are known to be in range
         self.temps: dict[str, int] = {}  # row-buffer slots of split loops, per dtype
@@ -167,7 +171,7 @@ class _Printer:
     def function(self, name: str) -> str:
         k = self.k
         points = math.prod(k.domain)
-        parallel = points >= PARALLEL_MIN_POINTS and len(k.domain) > 0
+        parallel = points >= PARALLEL_MIN_POINTS and len(k.domain) > (2 if k.sequential else 0)
         args = ", ".join(b.name for b in k.inputs + k.outputs)
         head = [f'@numba.njit(parallel={parallel}, error_model="numpy", nogil=True, cache=True, '
                 f"pipeline_class=NoAlias)", f"def {name}({args}):"]
@@ -176,6 +180,8 @@ class _Printer:
         # before the loops: inside, LLVM could not hoist a load from an array that might alias
         # an output, and the reload would block vectorisation.
         hoisted = [_i(1) + s for s in self.statements(invariant=True)]
+        hoisted += [_i(1) + f"{b.name} = np.empty({tuple(b.shape)!r}, np.{b.dtype})"
+                    for b in k.scratch]
         loops = self.with_temps(self.loops(parallel))
         return "\n".join(head + hoisted + loops) + "\n"
 
@@ -185,7 +191,7 @@ class _Printer:
         thread has its own. Fresh arrays: LLVM knows they overlap nothing else."""
         if not (self.thread_temps and self.temps):
             return loops
-        at = loops.index(next(ln for ln in loops if ln.startswith(_i(1) + "for i0 in "))) + 1
+        at = loops.index(next(ln for ln in loops if ln.startswith(_i(1) + "for "))) + 1
         n = self.k.domain[-1]
         alloc = [_i(2) + f"tw_{d}_{j} = np.empty({n}, np.{d})" for d, j in self.temp_slots()]
         return loops[:at] + alloc + loops[at:]
@@ -204,6 +210,8 @@ class _Printer:
         k = self.k
         nd = len(k.domain)
         rng = "numba.prange" if parallel else "range"
+        if k.sequential:
+            return self.in_order(parallel)
         if not k.reductions:
             return self.nest(0, nd, rng, 1)
         if k.depth == 0:
@@ -219,7 +227,21 @@ class _Printer:
                   for j, r in enumerate(k.reductions)]
         return lines
 
-    def nest(self, start, stop, rng, ind, accumulate=False) -> list[str]:
+    def in_order(self, parallel: bool) -> list[str]:
+        """Axis 0 in order on every thread (sums along it read back earlier planes); with
+        ``parallel`` each thread takes a band of axis 1 for all planes, as the wavefront
+        sweeps do, so no two threads touch one point."""
+        if not parallel:
+            return self.nest(0, len(self.k.domain), "range", 1)
+        n1, nt = self.k.domain[1], max(1, min(numba.config.NUMBA_NUM_THREADS, self.k.domain[1]))
+        head = [_i(1) + f"for t in numba.prange({nt}):",
+                _i(2) + "c = np.int64(t)",  # prange counts in uint64
+                _i(2) + f"a = (c * {n1}) // {nt}",
+                _i(2) + f"b = ((c + 1) * {n1}) // {nt}"]
+        return head + self.nest(0, len(self.k.domain), "range", 2,
+                                heads={1: "for i1 in range(a, b):"})
+
+    def nest(self, start, stop, rng, ind, accumulate=False, heads=None) -> list[str]:
         """Loops ``start..stop-1`` around the point statements, with stencil borders peeled.
 
         Where every stencil read along a dimension is ``i + offset``, the points whose reads
@@ -233,7 +255,9 @@ class _Printer:
         last = stop - 1
         lines = []
         for d in range(start, last):
-            lines.append(_i(ind) + f"for i{d} in {rng if d == 0 else 'range'}({self.k.domain[d]}):")
+            head = (heads or {}).get(d, f"for i{d} in {rng if d == 0 else 'range'}"
+                                        f"({self.k.domain[d]}):")
+            lines.append(_i(ind) + head)
             ind += 1
         outer = {d: ranges[d] for d in range(start, last) if d in ranges}
         if not outer:

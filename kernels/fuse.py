@@ -14,7 +14,13 @@ shape of their elementwise outputs):
   of the value, so a value read at many points (a Laplacian's operand) is stored once. This
   is opt-in (``SCIML_RECOMPUTE_MAX``), see below;
 - reductions (``reduce_sum/prod/max/min``) over all axes or over trailing axes of the domain,
-  as epilogues: the reduced value is accumulated where it is computed, never stored.
+  as epilogues: the reduced value is accumulated where it is computed, never stored;
+- with ``sequential=True`` (a target that runs axis 0 in order, the CPU): reductions over
+  axis 0 alone (``lead``: vertical sums) and forward cumulative sums along axis 0 (``scan``).
+  The cluster then runs its planes in order and splits axis 1 among threads; each point adds
+  its value to the sum of the planes before it, in numpy's order (plane by plane), so the
+  sums are those of numpy's ``sum(axis=0)`` and ``cumsum(axis=0)`` bit for bit. A cumulative
+  sum is available at its own point to the rest of the cluster, never at a shifted one.
 
 Every other node (``dot_general``, ``sort``, control flow, gathers, ...) is a ``Library`` node
 of its own, and the elementwise work around it is fused before and after it. Nodes are placed
@@ -68,6 +74,7 @@ class Cluster:
     domain: tuple
     nodes: list = field(default_factory=list)
     depth: int | None = None  # None until a reduction joins
+    sequential: bool = False  # a lead or scan node joined: axis 0 runs in order
     pointwise: set = field(default_factory=set)  # ids of values available at every point
     cost: dict = field(default_factory=dict)  # id -> work to recompute it at another point
     made: set = field(default_factory=set)  # ids of every value computed here
@@ -90,14 +97,15 @@ class Library:
         return f"library {self.index}: {self.node.prim.name}"
 
 
-def fuse(graph: Graph, can_fuse: Callable = lambda node: True) -> list:
-    """Cluster the live nodes of ``graph``; ``can_fuse(node)`` says what a target can print."""
+def fuse(graph: Graph, can_fuse: Callable = lambda node: True, sequential: bool = False) -> list:
+    """Cluster the live nodes of ``graph``; ``can_fuse(node)`` says what a target can print,
+    ``sequential`` whether it fuses axis-0 reductions and cumulative sums (see above)."""
     groups: list = []
     where: dict[int, int] = {}  # var id -> index of the group that computes it
     nodes = hoist_small(live_nodes(graph))
     share = _recompute_shares(nodes)
     for node in nodes:
-        kind = classify(node)
+        kind = classify(node, sequential)
         g = None
         if kind is not None and can_fuse(node):
             g = _place(groups, where, node, kind, share)
@@ -126,11 +134,14 @@ def _recompute_shares(nodes) -> dict:
             if a.aval.size * a.aval.dtype.itemsize >= least}
 
 
-def classify(node) -> str | None:
-    """'point', 'read', 'source' or 'reduce' for fusible primitives, None for library nodes."""
+def classify(node, sequential: bool = False) -> str | None:
+    """'point', 'read', 'source' or 'reduce' for fusible primitives, None for library nodes;
+    with ``sequential`` also 'lead' and 'scan' (axis-0 reductions and cumulative sums)."""
     name = node.prim.name
     if node.prim.multiple_results or node.subgraphs():
         return None
+    if sequential and _along_axis0(node):
+        return "lead" if name in REDUCTIONS else "scan"
     if "elementwise" in node.prim.tags:
         return "point"
     if name in READS or (name == "reshape" and unit_reshape(node)):
@@ -148,6 +159,28 @@ def unit_reshape(node) -> bool:
     return bool(src) and bool(dst) and [s for s in src if s != 1] == [s for s in dst if s != 1]
 
 
+# Storage dtypes an axis-0 accumulation keeps (half types would round at every plane).
+_SEQUENTIAL_DTYPES = {"float32", "float64", "int32", "int64", "complex64", "complex128"}
+
+
+def _along_axis0(node) -> bool:
+    """A reduction over axis 0 alone, or a forward cumsum along axis 0, of an array of rank
+    >= 2 whose result keeps its dtype (numpy accumulates those in that dtype, plane by plane)."""
+    name, x = node.prim.name, node.inputs[0].aval if node.inputs else None
+    if x is None or x.ndim < 2 or str(x.dtype) not in _SEQUENTIAL_DTYPES:
+        return False
+    if str(node.outputs[0].aval.dtype) != str(x.dtype):
+        return False
+    if name in REDUCTIONS:
+        if node.params.get("keepdims"):
+            return False
+        return normalize_axes(name, node.params["axes"], x.ndim) == (0,)
+    if name == "cumsum":
+        axis = normalize_axes("cumsum", node.params["axis"], x.ndim)
+        return axis == (0,) and not node.params.get("reverse", False)
+    return False
+
+
 def _reduce_depth(node) -> int | None:
     """The number of leading loops a reduction keeps, or None when its axes are not a suffix."""
     x = node.inputs[0]
@@ -162,7 +195,7 @@ def _reduce_depth(node) -> int | None:
 
 
 def _place(groups, where, node, kind, share) -> Cluster | None:
-    domain = node.inputs[0].aval.shape if kind == "reduce" else node.outputs[0].aval.shape
+    domain = node.inputs[0].aval.shape if kind in ("reduce", "lead") else node.outputs[0].aval.shape
     depth = _reduce_depth(node) if kind == "reduce" else None
     lo = max([where.get(a.id, -1) for a in node.inputs if isinstance(a, Var)], default=-1)
     for g in reversed(groups):
@@ -181,6 +214,9 @@ def _can_join(g: Cluster, node, kind, domain, depth, share) -> bool:
     if g.domain != tuple(domain):
         return False
     if depth is not None and g.depth is not None and g.depth != depth:
+        return False
+    # axis 0 in order (lead, scan) and reductions over trailing loops need other loop nests
+    if (kind in ("lead", "scan") and g.depth is not None) or (depth is not None and g.sequential):
         return False
     for a in node.inputs:
         if not isinstance(a, Var) or not _made_in(g, a):
@@ -203,6 +239,12 @@ def _join(g: Cluster, node, kind, depth):
     g.made.update(o.id for o in node.outputs)
     if kind == "reduce":
         g.depth = depth
+        return
+    if kind in ("lead", "scan"):
+        g.sequential = True
+        if kind == "scan":  # usable at its own point, never recomputed at another one
+            g.pointwise.update(o.id for o in node.outputs)
+            g.cost.update((o.id, float("inf")) for o in node.outputs)
         return
     g.pointwise.update(o.id for o in node.outputs)
     own = [g.cost.get(a.id) for a in node.inputs if isinstance(a, Var) and _made_in(g, a)]
@@ -234,7 +276,9 @@ def _connect(graph: Graph, groups: list, where: dict):
                     seen.add(id(a))
                     g.inputs.append(a)
             for o in node.outputs:
-                if o.id in graph_outs or readers.get(o.id, set()) - {g.index}:
+                # a cumulative sum reads its previous plane back: it is always stored
+                if (o.id in graph_outs or readers.get(o.id, set()) - {g.index}
+                        or node.prim.name == "cumsum"):
                     g.outputs.append(o)
 
 

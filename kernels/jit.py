@@ -202,7 +202,7 @@ def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = Fals
     graph = timer("passes", optimize, graph)
     _dump("passes", graph)
     # [Graph] -> [Cluster | Library]: which nodes share a pass over memory
-    groups = timer("fuse", fuse, graph, tgt.can_fuse)
+    groups = timer("fuse", fuse, graph, tgt.can_fuse, getattr(tgt, "SEQUENTIAL_AXIS0", False))
     _dump("fuse", "\n".join(map(str, groups)))
     # a target refuses what it cannot run (a dtype it lacks) here, before any kernel runs
     if hasattr(tgt, "check_groups"):

@@ -214,11 +214,15 @@ class Kernel:
     body: list
     reductions: list = field(default_factory=list)
     depth: int = 0  # loops kept by the reductions (the others are reduced)
+    # axis 0 runs in order (axis-0 sums and cumsums read back what earlier planes stored)
+    sequential: bool = False
+    scratch: list = field(default_factory=list)  # Buffers the kernel allocates (accumulators)
 
     def __str__(self):
         ins = ", ".join(map(str, self.inputs))
         outs = ", ".join(map(str, self.outputs))
-        lines = [f"kernel {self.name}({ins}) -> ({outs}) over {self.domain}:"]
+        order = " in order along axis 0" if self.sequential else ""
+        lines = [f"kernel {self.name}({ins}) -> ({outs}) over {self.domain}{order}:"]
         lines += [f"  {s}" for s in self.body]
         if self.reductions:
             lines.append(f"  reduce over loops {self.depth}..{len(self.domain) - 1}:")
@@ -235,8 +239,8 @@ def verify_kernel(k: Kernel) -> Kernel:
     and loop indices stay inside the domain; raises VerifyError naming the statement."""
     from autodiff.errors import VerifyError
 
-    bufs = {b.name: b for b in k.inputs + k.outputs}
-    outs = {b.name for b in k.outputs}
+    bufs = {b.name: b for b in k.inputs + k.outputs + k.scratch}
+    outs = {b.name for b in k.outputs + k.scratch}
     bound: set[str] = set()
 
     def fail(s, why):

@@ -81,12 +81,19 @@ class _Lowering:
         self.identity = tuple(Idx(d) for d in range(len(cluster.domain)))
         self.made = {o.id: n for n in cluster.nodes for o in n.outputs}
         self.at = None  # while recomputing a value: the (raw) point it is computed at
+        self.leads: set[int] = set()  # ids of axis-0 reductions (outputs without axis 0)
+        self.scratch: list = []  # wide accumulators of axis-0 reductions (float32 sums)
 
     def run(self) -> Kernel:
         reductions, outputs = [], []
         red_outs = {}
+        out_name = {v.id: f"out{j}" for j, v in enumerate(self.c.outputs)}
         for node in self.c.nodes:
-            if node.prim.name in REDUCTIONS:
+            if self.c.sequential and node.prim.name in REDUCTIONS:
+                self._lead(node, out_name[node.outputs[0].id])
+            elif self.c.sequential and node.prim.name == "cumsum":
+                self._scan(node, out_name[node.outputs[0].id])
+            elif node.prim.name in REDUCTIONS:
                 red_outs[node.outputs[0].id] = self._reduce(node, reductions, len(outputs))
             else:
                 self._node(node)
@@ -95,12 +102,15 @@ class _Lowering:
             if v.id in red_outs:
                 outputs.append(Buffer(buf, self._reduced_shape(), str(v.aval.dtype)))
                 reductions[red_outs[v.id]] = _rename(reductions[red_outs[v.id]], buf)
+            elif v.id in self.leads:
+                outputs.append(Buffer(buf, _kshape(self.c.domain[1:]), str(v.aval.dtype)))
             else:
                 outputs.append(Buffer(buf, _kshape(self.c.domain), str(v.aval.dtype)))
                 self.body.append(Store(buf, self.here["i"], self.env[v.id]))
         depth = self.c.depth if self.c.depth is not None else len(self.c.domain)
         return Kernel(self.name, self.c.domain, self.inputs, outputs, self.body,
-                      [r for r in reductions if r.buf.startswith("out")], depth)
+                      [r for r in reductions if r.buf.startswith("out")], depth,
+                      self.c.sequential, self.scratch)
 
     # -- buffers and scalars ------------------------------------------------------------------
 
@@ -131,13 +141,20 @@ class _Lowering:
         if self.at is not None:
             index, raw = tuple(_subst(x, self.at) for x in index), True
         if isinstance(a, Var) and a.id in self.made:
-            if tuple(index) == self.identity:
+            if self._here(index):
                 return self.env[a.id]
             return self._recompute(a, tuple(index))
         if raw:
             index = tuple(_clamp_leaf(x, n) for x, n in zip(index, _kshape(a.aval.shape)))
         key = id(a) if isinstance(a, GConst) else a.id
         return self._let(Load(self.bufs[key], index or (Lit(0),)))
+
+    def _here(self, index) -> bool:
+        """``index`` names this point (a size-1 axis read at 0 is read here too)."""
+        if self.at is not None or len(index) != len(self.identity):
+            return tuple(index) == self.identity
+        return all(x == Idx(d) or (x == Lit(0) and n == 1)
+                   for d, (x, n) in enumerate(zip(index, self.c.domain)))
 
     def _recompute(self, v, point) -> str:
         """Value ``v`` of this cluster computed again at ``point`` (a stencil read of it)."""
@@ -181,6 +198,54 @@ class _Lowering:
                              compute_dtype(x.aval.dtype)))
         reductions.append(Reduction(f"red{len(reductions)}", op, v, acc))
         return len(reductions) - 1
+
+    def _lead(self, node, buf: str):
+        """An axis-0 reduction: at plane 0 the point's value, then the value combined with
+        the sum so far (read back from the output at this point without axis 0). float32
+        sums and products accumulate in a float64 array of the kernel's own, as the other
+        reductions do, and store the rounded sum so far."""
+        kind = REDUCTIONS[node.prim.name]
+        op = {"sum": "add", "prod": "mul", "max": "maximum", "min": "minimum"}[kind]
+        index = tuple(Idx(d) for d in range(1, len(self.c.domain)))
+        dt = compute_dtype(node.outputs[0].aval.dtype)
+        acc = acc_dtype(kind, dt)
+        self.leads.add(node.outputs[0].id)
+        if acc == dt:
+            prev = self._let(Load(buf, index))
+            self._accumulate(node, op, prev, lambda r: Store(buf, index, r))
+            return
+        wide = Buffer(f"acc{len(self.scratch)}", _kshape(self.c.domain[1:]), acc)
+        self.scratch.append(wide)
+        prev = self._let(Load(wide.name, index))
+        r = self._accumulate(node, op, prev, lambda r: Store(wide.name, index, r), acc)
+        narrow = self._let(Op("convert", (r,), {"new_dtype": np.dtype(dt)}, dt, acc))
+        self.body.append(Store(buf, index, narrow))
+
+    def _scan(self, node, buf: str):
+        """A forward cumsum along axis 0: the value plus the stored sum at the plane before
+        (its store is the cluster output's, at this point)."""
+        index = (Clamp(Affine(Idx(0), 1, -1), 0, self.c.domain[0] - 1),) + tuple(
+            Idx(d) for d in range(1, len(self.c.domain)))
+        prev = self._let(Load(buf, index))
+        self._accumulate(node, "add", prev, None)
+
+    def _accumulate(self, node, op: str, prev: str, store, dt=None) -> str:
+        x, out = node.inputs[0], node.outputs[0]
+        v = self._value(x)
+        if dt is not None:  # a wide accumulator
+            v = self._let(Op("convert", (v,), {"new_dtype": np.dtype(dt)}, dt,
+                             compute_dtype(x.aval.dtype)))
+        dt = dt or compute_dtype(out.aval.dtype)
+        both = self._let(Op(op, (prev, v), {}, dt, dt))
+        # i0 == 0 as arithmetic: an InRange check would read as true inside peeled interiors
+        plane = self._let(IndexValue(Idx(0), "int64"))
+        zero = self._let(Const(0, "int64"))
+        first = self._let(Op("eq", (plane, zero), {}, "bool", "int64"))
+        r = self._let(Op("select", (first, v, both), {}, dt, dt))
+        self.env[out.id] = r
+        if store is not None:
+            self.body.append(store(r))
+        return r
 
     def _reduced_shape(self):
         return _kshape(self.c.domain[: self.c.depth])

@@ -171,7 +171,8 @@ def _add(chain: Chain, g) -> Chain:
 def _eligible(k) -> bool:
     """A kernel that stores every output at the current point of a domain of rank >= 1,
     with arrays of at least ``SCIML_WAVEFRONT_MIN_BYTES`` (default 4 MiB)."""
-    if not isinstance(k, Kernel) or k.reductions or not k.domain or k.domain[0] < 2:
+    if (not isinstance(k, Kernel) or k.reductions or k.sequential or not k.domain
+            or k.domain[0] < 2):
         return False
     least = int(os.environ.get("SCIML_WAVEFRONT_MIN_BYTES", MIN_BYTES_DEFAULT))
     if math.prod(k.domain) * max(dtypes.dtype(b.dtype).itemsize for b in k.outputs) < least:
