@@ -39,6 +39,7 @@ import math
 import os
 
 import numba
+import numpy as np
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 
 from . import templates
@@ -55,6 +56,7 @@ from .loopir import (
     Load,
     Op,
     Store,
+    Thomas,
     Wrap,
 )
 
@@ -70,6 +72,11 @@ EXPAND_CONCATENATE = True
 # Sums over axis 0 and cumulative sums along it fuse with their producers and consumers; such
 # kernels run axis 0 in order and split axis 1 among threads (``kernels.fuse``).
 SEQUENTIAL_AXIS0 = True
+# A kernel with fused tridiagonal solves runs its band of axis 1 in blocks of rows whose
+# forward sweeps (two values per point and solve, all planes) take at most this many bytes
+# (``SCIML_SOLVE_BLOCK_BYTES``, read when a kernel is printed): they stay in cache until the
+# block's backward sweep.
+SOLVE_BLOCK_BYTES = 1 << 20
 
 # Loop fission by memory streams: an innermost loop whose point body reads and writes more
 # than this many distinct arrays is split into several loops over the same row, each touching
@@ -231,6 +238,8 @@ class _Printer:
         """Axis 0 in order on every thread (sums along it read back earlier planes); with
         ``parallel`` each thread takes a band of axis 1 for all planes, as the wavefront
         sweeps do, so no two threads touch one point."""
+        if any(isinstance(s, Thomas) for s in self.k.body):
+            return self.solve_blocks(parallel)
         if not parallel:
             return self.nest(0, len(self.k.domain), "range", 1)
         n1, nt = self.k.domain[1], max(1, min(numba.config.NUMBA_NUM_THREADS, self.k.domain[1]))
@@ -240,6 +249,54 @@ class _Printer:
                 _i(2) + f"b = ((c + 1) * {n1}) // {nt}"]
         return head + self.nest(0, len(self.k.domain), "range", 2,
                                 heads={1: "for i1 in range(a, b):"})
+
+    def solve_blocks(self, parallel: bool) -> list[str]:
+        """Each thread's band of axis 1 in blocks of rows: all planes of a block in order
+        (the forward sweeps into per-thread buffers ``tcp<j>``, ``tdp<j>``), then the
+        block's backward sweeps, which write the solutions. The arithmetic is the
+        ``tridiagonal_solve`` routine's (``kernels.routines``), so results are equal."""
+        k = self.k
+        n0, n1, n2 = k.domain
+        solves = [s for s in k.body if isinstance(s, Thomas)]
+        item = max(int(np.dtype(self.dtypes[s.buf]).itemsize) for s in solves)
+        budget = int(os.environ.get("SCIML_SOLVE_BLOCK_BYTES", SOLVE_BLOCK_BYTES))
+        rows = max(1, min(n1, budget // (2 * len(solves) * n0 * n2 * item)))
+        nt = max(1, min(numba.config.NUMBA_NUM_THREADS, n1)) if parallel else 1
+        lines = [_i(1) + f"for t in {'numba.prange' if parallel else 'range'}({nt}):",
+                 _i(2) + "c = np.int64(t)",  # prange counts in uint64
+                 _i(2) + f"a = (c * {n1}) // {nt}",
+                 _i(2) + f"b = ((c + 1) * {n1}) // {nt}"]
+        for s in solves:
+            d = self.dtypes[s.buf]
+            lines += [_i(2) + f"tcp{s.slot} = np.empty(({n0}, {rows}, {n2}), np.{d})",
+                      _i(2) + f"tdp{s.slot} = np.empty(({n0}, {rows}, {n2}), np.{d})"]
+        lines += [_i(2) + f"for r in range(a, b, {rows}):",
+                  _i(3) + f"e = min(r + {rows}, b)"]
+        lines += self.nest(0, 3, "range", 3, heads={1: "for i1 in range(r, e):"})
+        for s in solves:
+            cp, dp, x = f"tcp{s.slot}", f"tdp{s.slot}", s.buf
+            lines += [_i(3) + "for i1 in range(r, e):",
+                      _i(4) + f"for i2 in range({n2}):",
+                      _i(5) + f"{x}[{n0 - 1}, i1, i2] = {dp}[{n0 - 1}, i1 - r, i2]",
+                      _i(3) + f"for i0 in range({n0 - 2}, -1, -1):",
+                      _i(4) + "for i1 in range(r, e):",
+                      _i(5) + f"for i2 in range({n2}):",
+                      _i(6) + f"w = {dp}[i0, i1 - r, i2] - {cp}[i0, i1 - r, i2] * "
+                              f"{dp}[i0 + 1, i1 - r, i2]",
+                      _i(6) + f"{dp}[i0, i1 - r, i2] = w",
+                      _i(6) + f"{x}[i0, i1, i2] = w"]
+        return lines
+
+    def thomas(self, s: Thomas) -> list[str]:
+        """One point of a forward sweep: the routine's ``r = 1 / (b - a cp')``, ``cp = c r``,
+        ``dp = (d - a dp') r``, with ``r = 1 / b`` and ``dp = d r`` on plane 0."""
+        j, d = s.slot, self.dtypes[s.buf]
+        prev = "max(i0 - 1, 0), i1 - r, i2"
+        return [f"tr{j} = np.{d}(1.0) / ({s.diag} if i0 == 0 else "
+                f"({s.diag} - {s.sub} * tcp{j}[{prev}]))",
+                f"tcp{j}[i0, i1 - r, i2] = {s.sup} * tr{j}",
+                f"tdp{j}[i0, i1 - r, i2] = ({s.rhs} if i0 == 0 else "
+                f"({s.rhs} - {s.sub} * tdp{j}[{prev}])) * tr{j}"]
 
     def nest(self, start, stop, rng, ind, accumulate=False, heads=None) -> list[str]:
         """Loops ``start..stop-1`` around the point statements, with stencil borders peeled.
@@ -300,6 +357,7 @@ class _Printer:
         """
         k = self.k
         if (FISSION_STREAMS <= 0 or accumulate or hi - lo < FISSION_MIN_ROW
+                or any(isinstance(s, Thomas) for s in k.body)
                 or last < (2 if self.thread_temps else 1)
                 or math.prod(k.domain) < FISSION_MIN_POINTS):
             return None
@@ -439,6 +497,8 @@ class _Printer:
                 continue
             if isinstance(s, (Let, Store)):
                 out.append(self.statement(s))
+            elif isinstance(s, Thomas) and not invariant:
+                out += self.thomas(s)
         return out
 
     def statement(self, s) -> str:
@@ -591,6 +651,8 @@ def _reads(s) -> list:
     """Scalar names a statement reads."""
     if isinstance(s, Store):
         return [s.value]
+    if isinstance(s, Thomas):
+        return [s.sub, s.diag, s.sup, s.rhs]
     return list(s.expr.args) if isinstance(s.expr, Op) else []
 
 

@@ -21,6 +21,9 @@ shape of their elementwise outputs):
   its value to the sum of the planes before it, in numpy's order (plane by plane), so the
   sums are those of numpy's ``sum(axis=0)`` and ``cumsum(axis=0)`` bit for bit. A cumulative
   sum is available at its own point to the rest of the cluster, never at a shifted one.
+  Tridiagonal solves along axis 0 of 3-d columns (``solve``) join the same way: the forward
+  sweep runs where the coefficients are computed, which are then never stored; the solution
+  exists after the kernel's backward sweep, for later kernels only.
 
 Every other node (``dot_general``, ``sort``, control flow, gathers, ...) is a ``Library`` node
 of its own, and the elementwise work around it is fused before and after it. Nodes are placed
@@ -142,6 +145,8 @@ def classify(node, sequential: bool = False) -> str | None:
         return None
     if sequential and _along_axis0(node):
         return "lead" if name in REDUCTIONS else "scan"
+    if sequential and name == "tridiagonal_solve" and _columns(node):
+        return "solve"
     if "elementwise" in node.prim.tags:
         return "point"
     if name in READS or (name == "reshape" and unit_reshape(node)):
@@ -181,6 +186,14 @@ def _along_axis0(node) -> bool:
     return False
 
 
+def _columns(node) -> bool:
+    """A tridiagonal solve along axis 0 of 3-d float operands of one shape (vertical columns):
+    its forward sweep runs in the kernel computing the operands (``solve``)."""
+    out = node.outputs[0].aval
+    return out.ndim == 3 and str(out.dtype) in ("float32", "float64") and all(
+        a.aval.shape == out.shape and a.aval.dtype == out.dtype for a in node.inputs)
+
+
 def _reduce_depth(node) -> int | None:
     """The number of leading loops a reduction keeps, or None when its axes are not a suffix."""
     x = node.inputs[0]
@@ -216,7 +229,8 @@ def _can_join(g: Cluster, node, kind, domain, depth, share) -> bool:
     if depth is not None and g.depth is not None and g.depth != depth:
         return False
     # axis 0 in order (lead, scan) and reductions over trailing loops need other loop nests
-    if (kind in ("lead", "scan") and g.depth is not None) or (depth is not None and g.sequential):
+    if (kind in ("lead", "scan", "solve") and g.depth is not None) or (
+            depth is not None and g.sequential):
         return False
     for a in node.inputs:
         if not isinstance(a, Var) or not _made_in(g, a):
@@ -240,7 +254,7 @@ def _join(g: Cluster, node, kind, depth):
     if kind == "reduce":
         g.depth = depth
         return
-    if kind in ("lead", "scan"):
+    if kind in ("lead", "scan", "solve"):
         g.sequential = True
         if kind == "scan":  # usable at its own point, never recomputed at another one
             g.pointwise.update(o.id for o in node.outputs)
@@ -278,7 +292,7 @@ def _connect(graph: Graph, groups: list, where: dict):
             for o in node.outputs:
                 # a cumulative sum reads its previous plane back: it is always stored
                 if (o.id in graph_outs or readers.get(o.id, set()) - {g.index}
-                        or node.prim.name == "cumsum"):
+                        or node.prim.name in ("cumsum", "tridiagonal_solve")):
                     g.outputs.append(o)
 
 

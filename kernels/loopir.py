@@ -179,6 +179,24 @@ class Store:
 
 
 @dataclass(frozen=True)
+class Thomas:
+    """Row ``i0`` of the forward sweep of a tridiagonal solve along axis 0 (``sub``, ``diag``,
+    ``sup``, ``rhs`` bound at this point); the printer keeps the sweep in a per-thread block
+    buffer (``slot``) and writes the solution to ``buf`` by the backward sweep."""
+
+    slot: int
+    sub: str
+    diag: str
+    sup: str
+    rhs: str
+    buf: str
+
+    def __str__(self):
+        return (f"{self.buf} <- thomas#{self.slot}(sub={self.sub}, diag={self.diag}, "
+                f"sup={self.sup}, rhs={self.rhs})")
+
+
+@dataclass(frozen=True)
 class Reduction:
     """``buf[i0..i(depth-1)] = op over the inner loops of value``, accumulated in ``acc_dtype``."""
 
@@ -259,6 +277,8 @@ def verify_kernel(k: Kernel) -> Kernel:
             fail(s, "loop index outside the domain")
         if isinstance(s, Let):
             bound.add(s.name)
+        if isinstance(s, Thomas) and (s.buf not in outs or len(bufs[s.buf].shape) != 3):
+            fail(s, f"tridiagonal solution into {s.buf}, not a 3-d output")
     for r in k.reductions:
         if r.value not in bound or r.buf not in outs:
             fail(r, "reduction of an unbound value or into a non-output")
@@ -269,6 +289,8 @@ def _uses(s):
     """(scalar names read, index expressions, buffer) of one statement."""
     if isinstance(s, Store):
         return [s.value], s.index, s.buf
+    if isinstance(s, Thomas):
+        return [s.sub, s.diag, s.sup, s.rhs], (), None
     e = s.expr
     if isinstance(e, Load):
         return [], e.index, e.buf

@@ -43,6 +43,7 @@ from .loopir import (
     Op,
     Reduction,
     Store,
+    Thomas,
     Wrap,
 )
 
@@ -93,6 +94,11 @@ class _Lowering:
                 self._lead(node, out_name[node.outputs[0].id])
             elif self.c.sequential and node.prim.name == "cumsum":
                 self._scan(node, out_name[node.outputs[0].id])
+            elif self.c.sequential and node.prim.name == "tridiagonal_solve":
+                slot = sum(isinstance(s, Thomas) for s in self.body)
+                args = [self._value(a) for a in node.inputs]
+                self.body.append(Thomas(slot, *args, out_name[node.outputs[0].id]))
+                self.leads.add(node.outputs[0].id)
             elif node.prim.name in REDUCTIONS:
                 red_outs[node.outputs[0].id] = self._reduce(node, reductions, len(outputs))
             else:
@@ -102,8 +108,9 @@ class _Lowering:
             if v.id in red_outs:
                 outputs.append(Buffer(buf, self._reduced_shape(), str(v.aval.dtype)))
                 reductions[red_outs[v.id]] = _rename(reductions[red_outs[v.id]], buf)
-            elif v.id in self.leads:
-                outputs.append(Buffer(buf, _kshape(self.c.domain[1:]), str(v.aval.dtype)))
+            elif v.id in self.leads:  # stored by its own statements
+                shape = v.aval.shape if v.aval.ndim == len(self.c.domain) else self.c.domain[1:]
+                outputs.append(Buffer(buf, _kshape(shape), str(v.aval.dtype)))
             else:
                 outputs.append(Buffer(buf, _kshape(self.c.domain), str(v.aval.dtype)))
                 self.body.append(Store(buf, self.here["i"], self.env[v.id]))

@@ -80,7 +80,10 @@ def test_reshape_that_moves_data():
 
 @pytest.mark.parametrize("shape", [(7,), (1, 3), (21, 9, 11), (3, 300)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_tridiagonal_solve(shape, dtype):
+def test_tridiagonal_solve(shape, dtype, monkeypatch):
+    """The routine; 3-d solves fuse into kernels on the CPU (tests/test_kernels_sequential.py)
+    unless the target turns that off, as here."""
+    monkeypatch.setattr("kernels.cpu.SEQUENTIAL_AXIS0", False)
     r = np.random.default_rng(1)
     a, c = (r.uniform(-1, 1, shape).astype(dtype) for _ in range(2))
     b = r.uniform(3, 4, shape).astype(dtype)
@@ -129,10 +132,12 @@ def test_dynamic_slices_clamp_their_starts():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_large_routines_run_their_prange_in_parallel(dtype):
+def test_large_routines_run_their_prange_in_parallel(dtype, monkeypatch):
     """A routine whose body has a prange is compiled parallel (else prange is a plain loop);
     the blocked tridiagonal solve (per-block coefficient buffers) and a cumsum along an inner
-    axis stay bit for bit equal to their numpy implementations."""
+    axis stay bit for bit equal to their numpy implementations. (3-d solves fuse into kernels
+    unless the target turns that off, as here.)"""
+    monkeypatch.setattr("kernels.cpu.SEQUENTIAL_AXIS0", False)
     r = np.random.default_rng(2)
     shape = (9, 70, 60)  # 37800 points: at least PARALLEL_MIN_POINTS
     a, c = (r.uniform(-1, 1, shape).astype(dtype) for _ in range(2))

@@ -171,3 +171,85 @@ def test_threads_bands_cover_every_row():
         x = RNG.standard_normal(shape)
         c = _same_as_interpreter(lambda v: (np.sum(v * 3.0, axis=0), np.cumsum(v, axis=0) * 2.0), x)
         assert _sequential(c)
+
+
+def _columns_problem(shape, dtype=np.float64):
+    r = np.random.default_rng(7)
+    k = r.uniform(0.1, 1.0, shape).astype(dtype)
+    d = r.standard_normal(shape).astype(dtype)
+    z = r.uniform(0.5, 1.0, (shape[0], 1, 1)).astype(dtype)
+    return k, d, z
+
+
+def _implicit_diffusion(k, d, z):
+    """Two vertical solves sharing coefficients computed in the same kernel (a stencil read
+    along axis 0 included), as implicit vertical diffusion builds them."""
+    import sciml.numpy as snp
+    from sciml.ocean.tridiagonal import thomas
+
+    a = -k * z
+    c = -snp.shift(k, (1, 0, 0)) * z
+    b = 1.0 - a - c
+    return thomas(a, b, c, d * 2.0), thomas(a, b + 0.5, c, d), a + 1.0
+
+
+@pytest.mark.parametrize("shape", [(9, 13, 70), (31, 3, 200), (2, 5, 8), (40, 1, 300)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tridiagonal_solves_fuse_with_their_coefficients(shape, dtype):
+    """The forward sweeps run in the kernel that computes the coefficients (never stored);
+    solutions equal the routine's and the numpy reference's bit for bit."""
+    args = _columns_problem(shape, dtype)
+    c = _same_as_interpreter(_implicit_diffusion, *args)
+    assert "tridiagonal_solve" not in _library(c)
+    (k,) = _sequential(c)
+    assert len(c.routines) == 0
+    src = "\n".join(c.sources.values())
+    assert "tcp0" in src and "tcp1" in src  # both forward sweeps in the fused kernel
+
+
+def test_tridiagonal_block_size_does_not_change_results(monkeypatch):
+    args = _columns_problem((12, 9, 64))
+    ref = eval_graph_flat(make_graph(_implicit_diffusion, *args), list(args))
+    for budget in ("1", "100000", str(1 << 30)):
+        monkeypatch.setenv("SCIML_SOLVE_BLOCK_BYTES", budget)
+        got = _compiled(_implicit_diffusion, *args).plan(list(args))
+        for g, r in zip(got, ref):
+            np.testing.assert_array_equal(g, r)
+
+
+def test_tridiagonal_solution_read_in_the_same_cluster_goes_to_the_next_kernel():
+    """A solution exists only after the backward sweep: its readers are other kernels."""
+    from sciml.ocean.tridiagonal import thomas
+
+    k, d, z = _columns_problem((8, 6, 50))
+
+    def f(k, d, z):
+        x = thomas(-k * z, 2.0 + k, -k * z, d)
+        return x * 3.0 + k
+
+    c = _same_as_interpreter(f, k, d, z)
+    assert len(c.kernels) == 2
+
+
+def test_tridiagonal_solve_other_ranks_stay_routines():
+    from sciml.ocean.tridiagonal import thomas
+
+    r = np.random.default_rng(2)
+    for shape in [(7,), (6, 40), (5, 4, 3, 20)]:
+        a, c = (r.uniform(-1, 1, shape) for _ in range(2))
+        b = r.uniform(3, 4, shape)
+        d = r.standard_normal(shape)
+        g = _same_as_interpreter(lambda a, b, c, d: thomas(a * 1.0, b, c, d), a, b, c, d)
+        assert "tridiagonal_solve" in [x.prim for x in g.routines.values()], shape
+
+
+def test_tridiagonal_fused_gradient_matches_eager():
+    from autodiff.api import grad
+
+    k, d, z = _columns_problem((6, 4, 40))
+
+    def loss(k):
+        x, y, _ = _implicit_diffusion(k, d, z)
+        return np.sum(x * x) + np.sum(y)
+
+    np.testing.assert_allclose(sciml.jit(grad(loss))(k), grad(loss)(k), rtol=1e-11, atol=1e-12)
