@@ -171,14 +171,35 @@ def _add(chain: Chain, g) -> Chain:
 def _eligible(k) -> bool:
     """A kernel that stores every output at the current point of a domain of rank >= 1,
     with arrays of at least ``SCIML_WAVEFRONT_MIN_BYTES`` (default 4 MiB)."""
-    if (not isinstance(k, Kernel) or k.reductions or k.sequential or not k.domain
-            or k.domain[0] < 2):
+    if not isinstance(k, Kernel) or k.reductions or not k.domain or k.domain[0] < 2:
         return False
     least = int(os.environ.get("SCIML_WAVEFRONT_MIN_BYTES", MIN_BYTES_DEFAULT))
     if math.prod(k.domain) * max(dtypes.dtype(b.dtype).itemsize for b in k.outputs) < least:
         return False
     here = tuple(Idx(d) for d in range(len(k.domain)))
-    return all(s.index == here for s in k.body if isinstance(s, Store))
+    sums = _axis0_sums(k)
+    if sums is None:
+        return False
+    return all(s.index == (here[1:] if s.buf in sums else here)
+               for s in k.body if isinstance(s, Store))
+
+
+def _axis0_sums(k) -> set | None:
+    """The outputs a kernel running axis 0 in order accumulates over axis 0 (each point reads
+    back its column's sum so far): a level may hold them when it visits every plane once, in
+    order. None for other in-order work (cumulative sums, solves), which no sweep holds."""
+    if not k.sequential:
+        return set()
+    if k.scratch or any(not isinstance(s, (Let, Store)) for s in k.body):
+        return None
+    outs = {b.name: b for b in k.outputs}
+    here = tuple(Idx(d) for d in range(1, len(k.domain)))
+    sums = {s.expr.buf for s in k.body if isinstance(s, Let) and isinstance(s.expr, Load)
+            and s.expr.buf in outs}
+    ok = all(tuple(outs[b].shape) == tuple(k.domain[1:]) for b in sums) and all(
+        s.expr.index == here for s in k.body
+        if isinstance(s, Let) and isinstance(s.expr, Load) and s.expr.buf in sums)
+    return sums if ok else None
 
 
 def _joinable(chain: Chain, g, k, kernels: dict) -> bool:
@@ -316,6 +337,10 @@ def schedule(chain: Chain, kernels: dict, skew: int):
                                        ext[c] + ln.wrap[1])
     if any(ext[ln.consumer] and "clamp" in ln.kinds for ln in ls):
         return None
+    halo = _halos(ls, nm)
+    for m, g in enumerate(chain.members):  # column sums: every plane once, by one thread
+        if kernels[g.index].sequential and (ext[m] or (halo is not None and halo[m])):
+            return None
     delay = [0] * nm
     for ln in sorted(ls, key=lambda x: x.consumer):
         delay[ln.consumer] = max(delay[ln.consumer], delay[ln.producer] + max(ln.hi, 0) + skew)
@@ -326,7 +351,7 @@ def schedule(chain: Chain, kernels: dict, skew: int):
     plane = math.prod(chain.domain[1:])
     itemsize = {v: _itemsize(chain, v) for v in ring}
     steps = (min(d - e for d, e in zip(delay, ext)), max(d + n0 + e for d, e in zip(delay, ext)))
-    return Schedule(delay, ext, _halos(ls, nm), ring, steps,
+    return Schedule(delay, ext, halo, ring, steps,
                     sum(s * plane * itemsize[v] for v, s in ring.items()),
                     any(ln.wraps for ln in ls))
 
@@ -456,6 +481,9 @@ def _level(chain: Chain, m: int, k: Kernel, sched: Schedule, ins, outs, rings, s
         if isinstance(s, Store):
             body += [Store(buf, s.index if pre is None else pre + s.index[1:], s.value)
                      for buf, pre in stores[s.buf]]
+        elif isinstance(s.expr, Load) and s.expr.buf in stores:  # a column sum so far
+            (buf,) = [b for b, pre in stores[s.expr.buf] if pre is None]
+            body.append(Let(s.name, Load(buf, s.expr.index)))
         elif isinstance(s.expr, Load):
             body.append(Let(s.name, _ring_load(s.expr, loads[s.expr.buf], chain.domain[0],
                                                sched.ring, rings, thread)))
@@ -466,7 +494,7 @@ def _level(chain: Chain, m: int, k: Kernel, sched: Schedule, ins, outs, rings, s
     all_in = [b for b, _ in ins.values()] + list(rings.values())
     all_out = [b for _, b in outs] + list(rings.values())
     return Kernel(f"level{m}", chain.domain, [b for b in all_in if b.name in used],
-                  [b for b in all_out if b.name in written], body)
+                  [b for b in all_out if b.name in written], body, sequential=k.sequential)
 
 
 def _load_targets(chain: Chain, g, k: Kernel, ins: dict) -> dict:

@@ -253,3 +253,70 @@ def test_tridiagonal_fused_gradient_matches_eager():
         return np.sum(x * x) + np.sum(y)
 
     np.testing.assert_allclose(sciml.jit(grad(loss))(k), grad(loss)(k), rtol=1e-11, atol=1e-12)
+
+
+def _heat_then_column_sum(u, w):
+    import sciml.numpy as snp
+
+    for _ in range(3):
+        u = u + 0.1 * (snp.shift(u, (1, 0, 0)) + snp.shift(u, (-1, 0, 0)) - 2.0 * u)
+    v = u * w
+    return np.sum(v, axis=0), v + 1.0
+
+
+@pytest.mark.parametrize("split", ["slabs", "rows"])
+def test_column_sums_ride_in_a_wavefront_sweep(monkeypatch, split):
+    """A kernel summing over axis 0 can be the level of a sweep: the sweep visits each plane
+    once, in order, and each row of a plane on one thread."""
+    monkeypatch.setenv("SCIML_WAVEFRONT_MIN_BYTES", "0")
+    monkeypatch.setenv("SCIML_WAVEFRONT", split)
+    u, w = RNG.standard_normal((12, 30, 64)), RNG.standard_normal((12, 30, 64))
+    c = _same_as_interpreter(_heat_then_column_sum, u, w)
+    (wk,) = [k for k in c.kernels.values() if hasattr(k, "levels")]
+    assert [lv.sequential for lv in wk.levels][-1], str(wk)
+    assert len(c.kernels) == 1, [str(g) for g in c.groups]
+
+
+def test_cumsums_and_solves_stay_out_of_sweeps(monkeypatch):
+    import sciml.numpy as snp
+
+    monkeypatch.setenv("SCIML_WAVEFRONT_MIN_BYTES", "0")
+    u = RNG.standard_normal((10, 20, 64))
+
+    def f(u):
+        for _ in range(2):
+            u = u + 0.1 * (snp.shift(u, (1, 0, 0)) - u)
+        return np.cumsum(u * 2.0, axis=0) + 1.0
+
+    c = _same_as_interpreter(f, u)
+    assert any(getattr(k, "sequential", False) for k in c.kernels.values())
+    k, d, z = _columns_problem((10, 20, 64))
+
+    def g(k, d, z):
+        for _ in range(2):
+            k = k + 0.1 * (snp.shift(k, (1, 0, 0)) - k)
+        return _implicit_diffusion(k, d, z)
+
+    c = _same_as_interpreter(g, k, d, z)
+    assert any(getattr(k, "sequential", False) for k in c.kernels.values())
+
+
+def test_a_sum_read_beside_its_rows_keeps_its_kernel_out_of_the_sweep(monkeypatch):
+    """With slabs, halo rows are computed by two threads: a level that sums over axis 0
+    must have no halo, so such a chain stops before it."""
+    import sciml.numpy as snp
+
+    monkeypatch.setenv("SCIML_WAVEFRONT_MIN_BYTES", "0")
+    monkeypatch.setenv("SCIML_WAVEFRONT", "slabs")
+    u = RNG.standard_normal((9, 24, 64))
+
+    def f(u):
+        v = u + 0.1 * snp.shift(u, (1, 0, 0))
+        a = v * 2.0
+        s = np.sum(a, axis=0)
+        b = a + snp.shift(a, (0, 1, 0)) + snp.shift(a, (1, 0, 0))  # reads a's next row
+        return s, b
+
+    c = _same_as_interpreter(f, u)
+    assert any(getattr(k, "sequential", False) for k in c.kernels.values())  # a kernel of its own
+    assert not any(lv.sequential for k in c.kernels.values() for lv in getattr(k, "levels", []))
