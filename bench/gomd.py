@@ -11,6 +11,8 @@ bandwidth, i.e. the time a purely bandwidth-bound step would take. Run::
     NUMBA_NUM_THREADS=2 python -m bench.gomd [--steps 7] [--grids 65x49x21,513x259x31]
 
 Each configuration's result is appended as one JSON line to ``--out`` as soon as it is done.
+``--profile N`` lists instead the N slowest kernels of one step, each run alone on the step's
+arrays (``bench/profile.py``), and those of the external loop's body.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cases.gomd import init_state, load_config, make_params, step  # noqa: E402
-from cases.gomd.compiled import CompiledStep  # noqa: E402
+from cases.gomd.compiled import CompiledStep, state_arrays  # noqa: E402
 from kernels.fuse import Cluster  # noqa: E402
 from kernels.jit import compile_graph  # noqa: E402
 
@@ -106,13 +108,39 @@ def run_config(grid: str, precision: str, nsteps: int, bandwidth: float) -> dict
             "max_rel_diff_jit_vs_numpy": rel}
 
 
+def profile_config(grid: str, precision: str, top: int) -> str:
+    """The ``top`` slowest steps of one compiled step, and of its external loop's body."""
+    from bench.profile import profile, table
+
+    im, jm, kb = (int(x) for x in grid.split("x"))
+    params = make_params(load_config("classic", im=im, jm=jm, kb=kb, precision=precision))
+    fast = CompiledStep(params)
+    state = fast(fast(step(init_state(params), params)))
+    arrays = state_arrays(state)
+    arrays.pop("iint")
+    rows, bodies = profile(fast.lower(state), arrays, fast.fields)
+    out = [f"--- {grid} {precision}: kernels run alone, best of 3 after a warm-up ---",
+           table(rows, top)]
+    for where, body in bodies.items():
+        out += [f"--- loop body of step {where}, one iteration ---", table(body, top)]
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.gomd")
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--grids", default="65x49x21,513x259x31")
     ap.add_argument("--precisions", default="float64,float32")
     ap.add_argument("--out", default="gomd-bench.jsonl")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="instead of timing steps, list the N slowest kernels of one step "
+                         "(each run alone, bench/profile.py) per grid and precision")
     args = ap.parse_args(argv)
+    if args.profile:
+        for grid in args.grids.split(","):
+            for prec in args.precisions.split(","):
+                print(profile_config(grid, prec, args.profile), flush=True)
+        return
     bw = triad_bandwidth()
     head = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "cpus": os.cpu_count(), "numba_threads": THREADS, "triad_GBps": bw / 1e9,
