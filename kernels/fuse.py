@@ -77,7 +77,7 @@ class Cluster:
     domain: tuple
     nodes: list = field(default_factory=list)
     depth: int | None = None  # None until a reduction joins
-    sequential: bool = False  # a lead or scan node joined: axis 0 runs in order
+    sequential: bool = False  # a lead, scan or solve node joined: axis 0 runs in order
     pointwise: set = field(default_factory=set)  # ids of values available at every point
     cost: dict = field(default_factory=dict)  # id -> work to recompute it at another point
     made: set = field(default_factory=set)  # ids of every value computed here
