@@ -69,8 +69,9 @@ KERNEL_ARRAY_DTYPE = {"float16": "float32", "bfloat16": "uint16"}
 
 # Concatenations are rewritten into padded reads and selects that fuse (kernels/concat.py).
 EXPAND_CONCATENATE = True
-# Sums over axis 0 and cumulative sums along it fuse with their producers and consumers; such
-# kernels run axis 0 in order and split axis 1 among threads (``kernels.fuse``).
+# Sums over axis 0, cumulative sums along it and tridiagonal solves along it (3-d columns)
+# fuse with the kernels computing their operands; such kernels run axis 0 in order and split
+# axis 1 among threads (``kernels.fuse``, docs/kernels.md).
 SEQUENTIAL_AXIS0 = True
 # A kernel with fused tridiagonal solves runs its band of axis 1 in blocks of rows whose
 # forward sweeps (two values per point and solve, all planes) take at most this many bytes
