@@ -243,13 +243,8 @@ class _Printer:
             return self.solve_blocks(parallel)
         if not parallel:
             return self.nest(0, len(self.k.domain), "range", 1)
-        n1, nt = self.k.domain[1], max(1, min(numba.config.NUMBA_NUM_THREADS, self.k.domain[1]))
-        head = [_i(1) + f"for t in numba.prange({nt}):",
-                _i(2) + "c = np.int64(t)",  # prange counts in uint64
-                _i(2) + f"a = (c * {n1}) // {nt}",
-                _i(2) + f"b = ((c + 1) * {n1}) // {nt}"]
-        return head + self.nest(0, len(self.k.domain), "range", 2,
-                                heads={1: "for i1 in range(a, b):"})
+        return bands(1, self.k.domain[1], _threads(self.k.domain[1])) + self.nest(
+            0, len(self.k.domain), "range", 2, heads={1: "for i1 in range(a, b):"})
 
     def solve_blocks(self, parallel: bool) -> list[str]:
         """Each thread's band of axis 1 in blocks of rows: all planes of a block in order
@@ -262,11 +257,8 @@ class _Printer:
         item = max(int(np.dtype(self.dtypes[s.buf]).itemsize) for s in solves)
         budget = int(os.environ.get("SCIML_SOLVE_BLOCK_BYTES", SOLVE_BLOCK_BYTES))
         rows = max(1, min(n1, budget // (2 * len(solves) * n0 * n2 * item)))
-        nt = max(1, min(numba.config.NUMBA_NUM_THREADS, n1)) if parallel else 1
-        lines = [_i(1) + f"for t in {'numba.prange' if parallel else 'range'}({nt}):",
-                 _i(2) + "c = np.int64(t)",  # prange counts in uint64
-                 _i(2) + f"a = (c * {n1}) // {nt}",
-                 _i(2) + f"b = ((c + 1) * {n1}) // {nt}"]
+        lines = bands(1, n1, _threads(n1) if parallel else 1,
+                      "numba.prange" if parallel else "range")
         for s in solves:
             d = self.dtypes[s.buf]
             lines += [_i(2) + f"tcp{s.slot} = np.empty(({n0}, {rows}, {n2}), np.{d})",
@@ -627,6 +619,19 @@ def _mentions(e, dim: int) -> bool:
     if isinstance(e, Idx):
         return e.dim == dim
     return any(_mentions(getattr(e, f), dim) for f in ("base", "e") if hasattr(e, f))
+
+
+def bands(ind: int, n1: int, nt: int, rng: str = "numba.prange") -> list[str]:
+    """A loop over ``nt`` threads, each with its band ``a..b`` of an axis of ``n1`` rows."""
+    return [_i(ind) + f"for t in {rng}({nt}):",
+            _i(ind + 1) + "c = np.int64(t)",  # prange counts in uint64: one signature
+            _i(ind + 1) + f"a = (c * {n1}) // {nt}",
+            _i(ind + 1) + f"b = ((c + 1) * {n1}) // {nt}"]
+
+
+def _threads(n1: int) -> int:
+    """Threads sharing an axis of ``n1`` rows: at most one row each."""
+    return max(1, min(numba.config.NUMBA_NUM_THREADS, n1))
 
 
 def _invariant_lets(body) -> set:

@@ -82,7 +82,7 @@ class _Lowering:
         self.identity = tuple(Idx(d) for d in range(len(cluster.domain)))
         self.made = {o.id: n for n in cluster.nodes for o in n.outputs}
         self.at = None  # while recomputing a value: the (raw) point it is computed at
-        self.leads: set[int] = set()  # ids of axis-0 reductions (outputs without axis 0)
+        self.own: set[int] = set()  # ids of outputs their own statements store (axis-0 work)
         self.scratch: list = []  # wide accumulators of axis-0 reductions (float32 sums)
 
     def run(self) -> Kernel:
@@ -95,10 +95,7 @@ class _Lowering:
             elif self.c.sequential and node.prim.name == "cumsum":
                 self._scan(node, out_name[node.outputs[0].id])
             elif self.c.sequential and node.prim.name == "tridiagonal_solve":
-                slot = sum(isinstance(s, Thomas) for s in self.body)
-                args = [self._value(a) for a in node.inputs]
-                self.body.append(Thomas(slot, *args, out_name[node.outputs[0].id]))
-                self.leads.add(node.outputs[0].id)
+                self._solve(node, out_name[node.outputs[0].id])
             elif node.prim.name in REDUCTIONS:
                 red_outs[node.outputs[0].id] = self._reduce(node, reductions, len(outputs))
             else:
@@ -108,9 +105,8 @@ class _Lowering:
             if v.id in red_outs:
                 outputs.append(Buffer(buf, self._reduced_shape(), str(v.aval.dtype)))
                 reductions[red_outs[v.id]] = _rename(reductions[red_outs[v.id]], buf)
-            elif v.id in self.leads:  # stored by its own statements
-                shape = v.aval.shape if v.aval.ndim == len(self.c.domain) else self.c.domain[1:]
-                outputs.append(Buffer(buf, _kshape(shape), str(v.aval.dtype)))
+            elif v.id in self.own:
+                outputs.append(Buffer(buf, _kshape(v.aval.shape), str(v.aval.dtype)))
             else:
                 outputs.append(Buffer(buf, _kshape(self.c.domain), str(v.aval.dtype)))
                 self.body.append(Store(buf, self.here["i"], self.env[v.id]))
@@ -216,7 +212,7 @@ class _Lowering:
         index = tuple(Idx(d) for d in range(1, len(self.c.domain)))
         dt = compute_dtype(node.outputs[0].aval.dtype)
         acc = acc_dtype(kind, dt)
-        self.leads.add(node.outputs[0].id)
+        self.own.add(node.outputs[0].id)
         if acc == dt:
             prev = self._let(Load(buf, index))
             self._accumulate(node, op, prev, lambda r: Store(buf, index, r))
@@ -227,6 +223,13 @@ class _Lowering:
         r = self._accumulate(node, op, prev, lambda r: Store(wide.name, index, r), acc)
         narrow = self._let(Op("convert", (r,), {"new_dtype": np.dtype(dt)}, dt, acc))
         self.body.append(Store(buf, index, narrow))
+
+    def _solve(self, node, buf: str):
+        """A tridiagonal solve along axis 0: its forward sweep at this point (the printer
+        adds the backward sweep, which stores the solution)."""
+        slot = sum(isinstance(s, Thomas) for s in self.body)
+        self.body.append(Thomas(slot, *(self._value(a) for a in node.inputs), buf))
+        self.own.add(node.outputs[0].id)
 
     def _scan(self, node, buf: str):
         """A forward cumsum along axis 0: the value plus the stored sum at the plane before

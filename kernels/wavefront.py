@@ -55,7 +55,7 @@ import numpy as np
 from autodiff import dtypes
 from autodiff.ir import Const, Var
 
-from .cpu import PARALLEL_MIN_POINTS, _i, _interiors, _invariant_lets, _Printer
+from .cpu import PARALLEL_MIN_POINTS, _i, _interiors, _invariant_lets, _Printer, bands
 from .fuse import Cluster
 from .loopir import Affine, Buffer, Clamp, Idx, Kernel, Let, Load, Store, Wrap, verify_kernel
 
@@ -193,13 +193,12 @@ def _axis0_sums(k) -> set | None:
     if k.scratch or any(not isinstance(s, (Let, Store)) for s in k.body):
         return None
     outs = {b.name: b for b in k.outputs}
-    here = tuple(Idx(d) for d in range(1, len(k.domain)))
-    sums = {s.expr.buf for s in k.body if isinstance(s, Let) and isinstance(s.expr, Load)
-            and s.expr.buf in outs}
-    ok = all(tuple(outs[b].shape) == tuple(k.domain[1:]) for b in sums) and all(
-        s.expr.index == here for s in k.body
-        if isinstance(s, Let) and isinstance(s.expr, Load) and s.expr.buf in sums)
-    return sums if ok else None
+    column = tuple(Idx(d) for d in range(1, len(k.domain)))
+    back = [s.expr for s in k.body
+            if isinstance(s, Let) and isinstance(s.expr, Load) and s.expr.buf in outs]
+    if any(e.index != column or tuple(outs[e.buf].shape) != tuple(k.domain[1:]) for e in back):
+        return None
+    return {e.buf for e in back}
 
 
 def _joinable(chain: Chain, g, k, kernels: dict) -> bool:
@@ -656,11 +655,7 @@ def _sweep_rows(wk: WavefrontKernel, fns: list) -> list:
     step from reading a plane the same step writes."""
     lo, hi = wk.sched.steps
     n1, P = wk.domain[1], _threads()
-    lines = [_i(1) + f"for s in range({lo}, {hi}):",
-             _i(2) + f"for t in numba.prange({P}):",
-             _i(3) + "c = np.int64(t)",  # prange counts in uint64: one signature per level
-             _i(3) + f"a = (c * {n1}) // {P}",
-             _i(3) + f"b = ((c + 1) * {n1}) // {P}"]
+    lines = [_i(1) + f"for s in range({lo}, {hi}):"] + bands(2, n1, P)
     for m in range(len(wk.levels)):
         lines += [_i(3) + _active(wk, m), _i(4) + _call(wk, m, fns[m], ("a", "b"), "0")]
     return lines
@@ -673,11 +668,7 @@ def _sweep_slabs(wk: WavefrontKernel, fns: list) -> list:
     the producer's arc, at its real index in the thread's full-size ring plane."""
     lo, hi = wk.sched.steps
     n1, P = wk.domain[1], wk.threads
-    lines = [_i(1) + f"for t in numba.prange({P}):",
-             _i(2) + "c = np.int64(t)",  # prange counts in uint64: one signature per level
-             _i(2) + f"a = (c * {n1}) // {P}",
-             _i(2) + f"b = ((c + 1) * {n1}) // {P}",
-             _i(2) + f"for s in range({lo}, {hi}):"]
+    lines = bands(1, n1, P) + [_i(2) + f"for s in range({lo}, {hi}):"]
     for m in range(len(wk.levels)):
         h = wk.sched.halo[m]
         lines.append(_i(3) + _active(wk, m))
