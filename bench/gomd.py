@@ -9,6 +9,11 @@ external loop body ``isplit - 1`` times) and that volume divided by the measured
 bandwidth, i.e. the time a purely bandwidth-bound step would take. Run::
 
     NUMBA_NUM_THREADS=2 python -m bench.gomd [--steps 7] [--grids 65x49x21,513x259x31]
+    python -m bench.gomd --backend gpu     # the same plans on a CUDA device (cupy)
+
+With ``--backend gpu`` each step is timed up to the device's completion, the state stays on
+the device between steps, and the bandwidth is the device's own triad (cupy); the numpy step
+still runs on the host CPU.
 
 Each configuration's result is appended as one JSON line to ``--out`` as soon as it is done.
 ``--profile N`` lists instead the N slowest kernels of one step, each run alone on the step's
@@ -29,7 +34,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cases.gomd import init_state, load_config, make_params, step  # noqa: E402
-from cases.gomd.compiled import CompiledStep, state_arrays  # noqa: E402
+from cases.gomd.compiled import CompiledStep, host_state, state_arrays  # noqa: E402
 from kernels.fuse import Cluster  # noqa: E402
 from kernels.jit import compile_graph  # noqa: E402
 
@@ -54,6 +59,31 @@ def triad_bandwidth(n: int = 1 << 25, reps: int = 7) -> float:
     return 3 * 8 * n / float(np.median(times))
 
 
+def device_triad_bandwidth(n: int = 1 << 27, reps: int = 7) -> float:
+    """The CUDA device's triad bytes/s (cupy), median of ``reps``."""
+    import cupy as cp
+
+    triad = cp.ElementwiseKernel("float64 b, float64 c, float64 s", "float64 a",
+                                 "a = b + s * c", "sciml_triad")
+    b, c = cp.random.rand(n), cp.random.rand(n)
+    a = triad(b, c, 3.0)
+    times = []
+    for _ in range(reps):
+        cp.cuda.Device().synchronize()
+        t = time.perf_counter()
+        triad(b, c, 3.0, a)
+        cp.cuda.Device().synchronize()
+        times.append(time.perf_counter() - t)
+    return 3 * 8 * n / float(np.median(times))
+
+
+def _synchronize(backend: str):
+    if backend == "gpu":
+        import cupy as cp
+
+        cp.cuda.Device().synchronize()
+
+
 def kernel_bytes(kernels) -> int:
     """Bytes one run of each kernel reads and writes (each buffer once)."""
     total = 0
@@ -71,20 +101,22 @@ def bytes_per_step(fast: CompiledStep, state, isplit: int) -> int:
     for g in c.groups:
         if isinstance(g, Cluster) or g.node.prim.name != "fori_loop":
             continue
-        body = compile_graph(g.node.params["body"], "cpu", build=False)
+        body = compile_graph(g.node.params["body"], fast.backend, build=False)
         total += (isplit - 1) * kernel_bytes([*body.kernels.values(), *body.routines.values()])
     return total
 
 
-def run_config(grid: str, precision: str, nsteps: int, bandwidth: float) -> dict:
+def run_config(grid: str, precision: str, nsteps: int, bandwidth: float,
+               backend: str = "cpu") -> dict:
     im, jm, kb = (int(x) for x in grid.split("x"))
     cfg = load_config("classic", im=im, jm=jm, kb=kb, precision=precision)
     params = make_params(cfg)
-    fast = CompiledStep(params)
+    fast = CompiledStep(params, backend=backend)
     s_np = step(init_state(params), params)
     s_jit = dict(s_np)
     t = time.perf_counter()
     s_jit = fast(s_jit)
+    _synchronize(backend)
     first = time.perf_counter() - t
     s_np = step(s_np, params)
     t_np, t_jit = [], []
@@ -94,12 +126,14 @@ def run_config(grid: str, precision: str, nsteps: int, bandwidth: float) -> dict
         t_np.append(time.perf_counter() - t)
         t = time.perf_counter()
         s_jit = fast(s_jit)
+        _synchronize(backend)
         t_jit.append(time.perf_counter() - t)
     moved = bytes_per_step(fast, s_jit, cfg.isplit)
-    rel = max(float(np.max(np.abs(np.asarray(s_np[k], np.float64) - s_jit[k])))
+    h_jit = host_state(s_jit)
+    rel = max(float(np.max(np.abs(np.asarray(s_np[k], np.float64) - h_jit[k])))
               / max(float(np.max(np.abs(s_np[k]))), 1e-300) for k in ("u", "v", "el", "t"))
     ms_np, ms_jit = 1e3 * float(np.median(t_np)), 1e3 * float(np.median(t_jit))
-    return {"grid": grid, "precision": precision, "steps": nsteps,
+    return {"grid": grid, "precision": precision, "backend": backend, "steps": nsteps,
             "numpy_ms": ms_np, "jit_ms": ms_jit, "speedup": ms_np / ms_jit,
             "jit_points_per_s": im * jm * kb / (ms_jit * 1e-3),
             "first_call_s": first, "bytes_per_step": moved,
@@ -126,12 +160,24 @@ def profile_config(grid: str, precision: str, top: int) -> str:
     return "\n".join(out)
 
 
+def _device_name(backend: str) -> str:
+    if backend != "gpu":
+        return "cpu"
+    import cupy as cp
+
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    name = props["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.gomd")
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--grids", default="65x49x21,513x259x31")
     ap.add_argument("--precisions", default="float64,float32")
     ap.add_argument("--out", default="gomd-bench.jsonl")
+    ap.add_argument("--backend", default="cpu", choices=["cpu", "gpu"],
+                    help="where the compiled step runs (numpy always runs on the host)")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="instead of timing steps, list the N slowest kernels of one step "
                          "(each run alone, bench/profile.py) per grid and precision")
@@ -141,16 +187,17 @@ def main(argv=None):
             for prec in args.precisions.split(","):
                 print(profile_config(grid, prec, args.profile), flush=True)
         return
-    bw = triad_bandwidth()
+    bw = device_triad_bandwidth() if args.backend == "gpu" else triad_bandwidth()
     head = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-            "cpus": os.cpu_count(), "numba_threads": THREADS, "triad_GBps": bw / 1e9,
+            "cpus": os.cpu_count(), "numba_threads": THREADS, "backend": args.backend,
+            "device": _device_name(args.backend), "triad_GBps": bw / 1e9,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print(json.dumps(head), flush=True)
     with open(args.out, "a") as f:
         f.write(json.dumps(head) + "\n")
     for grid in args.grids.split(","):
         for prec in args.precisions.split(","):
-            r = run_config(grid, prec, args.steps, bw)
+            r = run_config(grid, prec, args.steps, bw, args.backend)
             print(f"{grid} {prec}: numpy {r['numpy_ms']:.1f} ms, jit {r['jit_ms']:.2f} ms "
                   f"({r['speedup']:.1f}x), first call {r['first_call_s']:.1f} s, "
                   f"{r['bytes_per_step'] / 1e6:.1f} MB/step -> bandwidth bound "

@@ -16,8 +16,10 @@ Printing (needs nothing but Python; ``nvcc --ptx`` checks the result in the test
 Running needs cupy and a CUDA device (``available()`` says which is missing, naming the
 backend). Arrays live on the device as cupy arrays: a jitted function takes numpy or cupy
 arrays and returns cupy arrays (bfloat16, which cupy lacks, travels as its uint16 bits and comes
-back as a host array). Library nodes (sorts, gathers, linear algebra, control flow) run their
-numpy reference on the host, with copies each way. Runs of consecutive kernels are captured in
+back as a host array). Control flow runs its subgraphs as gpu plans with the carries on the
+device; reshapes, sums, cumulative sums and the batched tridiagonal solves run on the device
+(``DEVICE_LIBRARY``); other library nodes (sorts, gathers, linear algebra) run their numpy
+reference on the host, with copies each way. Runs of consecutive kernels are captured in
 a CUDA graph on the second call of a plan and replayed afterwards.
 
 >>> from kernels.loopir import Buffer, Idx, Kernel, Let, Load, Op, Store
@@ -429,6 +431,8 @@ def _literal(value, dtype: str) -> str:
 # What the GPU target fuses
 
 _GPU_DTYPES = {"bool", "int32", "int64", "float16", "bfloat16", "float32", "float64"}
+# Concatenations are rewritten into padded reads and selects that fuse (kernels/concat.py).
+EXPAND_CONCATENATE = True
 
 
 def can_fuse(node) -> bool:
@@ -502,7 +506,7 @@ def to_device(x, dtype: str):
         arr = arr.astype(dtypes.bfloat16).view(np.uint16)
     elif arr.dtype != dtypes.dtype(dtype):
         arr = arr.astype(dtypes.dtype(dtype))
-    return cp.asarray(np.ascontiguousarray(arr))
+    return cp.asarray(np.ascontiguousarray(arr).reshape(arr.shape))  # 0-d stays 0-d
 
 
 def to_host(x, dtype: str | None = None) -> np.ndarray:
@@ -569,16 +573,25 @@ class Plan:
             else:
                 self.segments.append((g.node, runner_for(g.node)))
         self.calls = 0
+        self.stream = None
 
     def __call__(self, args) -> list:
+        cp = _cupy()
+        if self.stream is None:
+            # A blocking stream of our own: kernels, copies and library calls are ordered on
+            # it (it also waits for work on the legacy default stream), and CUDA graphs
+            # cannot capture the legacy default stream.
+            self.stream = cp.cuda.Stream(non_blocking=False)
         env = {p.id: (a, str(p.aval.dtype)) for p, a in zip(self.graph.params, args)}
-        for seg in self.segments:
-            if isinstance(seg, _Segment):
-                seg.run(env, capture=self.use_graphs and self.calls >= 1)
-            else:
-                _run_library(seg, env)
+        with self.stream:
+            for seg in self.segments:
+                if isinstance(seg, _Segment):
+                    seg.run(env, self.stream, capture=self.use_graphs and self.calls >= 1)
+                else:
+                    _run_library(seg, env)
+            outs = [self._output(o, env) for o in self.graph.outputs]
         self.calls += 1
-        return [self._output(o, env) for o in self.graph.outputs]
+        return outs
 
     def _output(self, o, env):
         if isinstance(o, GConst):
@@ -601,80 +614,213 @@ def _get(env, a):
 
 
 def _run_library(seg, env):
+    """A library node: on the device where the node has a device form (``DEVICE_LIBRARY``) or
+    is control flow (its subgraphs run as gpu plans), else its numpy reference on the host."""
     node, runner = seg
-    args = [to_host(*_get(env, a)) for a in node.inputs]
-    out = runner(*args)
+    device = _device_form(node)
+    if device is not None:
+        args = [to_device(*_get(env, a)) for a in node.inputs]
+        out = device(_cupy(), *args, **dict(node.params))
+    elif getattr(runner, "on_device", False):
+        out = runner(*[to_device(*_get(env, a)) for a in node.inputs])
+    else:
+        out = runner(*[to_host(*_get(env, a)) for a in node.inputs])
     outs = out if node.prim.multiple_results else (out,)
     for v, o in zip(node.outputs, outs):
-        arr = np.asarray(o)
-        if arr.dtype != v.aval.dtype:
-            arr = arr.astype(v.aval.dtype)
-        env[v.id] = (arr, str(v.aval.dtype))
+        d = str(v.aval.dtype)
+        if hasattr(o, "__cuda_array_interface__"):
+            if d != "bfloat16" and o.dtype != v.aval.dtype:
+                o = o.astype(v.aval.dtype)
+        else:
+            o = np.asarray(o)
+            if o.dtype != v.aval.dtype:
+                o = o.astype(v.aval.dtype)
+        env[v.id] = (o, d)
+
+
+# -- library nodes that run on the device (cupy, or a CUDA routine of our own) ---------------
+# Their operands and results stay on the device: no copies to the host between kernels.
+
+_DEVICE_NUMERIC = {"float32", "float64", "int32", "int64"}
+
+
+def _device_form(node):
+    """The device form of a library node, or None (then its numpy reference runs on the
+    host). Half types are stored as their bits on the device, so only reshapes take them."""
+    run = DEVICE_LIBRARY.get(node.prim.name)
+    if run is None:
+        return None
+    if node.prim.name == "reshape":
+        return run
+    names = {str(a.aval.dtype) for a in node.inputs} | {str(o.aval.dtype) for o in node.outputs}
+    return run if names <= _DEVICE_NUMERIC else None
+
+
+def _reduction(name):
+    def run(cp, x, *, axes, keepdims=False):
+        return getattr(cp, name)(x, axis=tuple(axes), keepdims=keepdims)
+
+    return run
+
+
+def _cumsum(cp, x, *, axis, reverse=False):
+    if reverse:
+        return cp.flip(cp.cumsum(cp.flip(x, axis), axis=axis), axis)
+    return cp.cumsum(x, axis=axis)
+
+
+TRIDIAGONAL = r"""
+extern "C" __global__ void tridiagonal(const {T}* __restrict__ a, const {T}* __restrict__ b,
+                                       const {T}* __restrict__ c, const {T}* __restrict__ d,
+                                       {T}* __restrict__ cp, {T}* __restrict__ x) {{
+  // Thomas algorithm along axis 0, one thread per column (adjacent threads, adjacent columns)
+  const long long m = {M}LL;
+  const int n = {N};
+  for (long long col = (long long)blockIdx.x * blockDim.x + threadIdx.x; col < m;
+       col += (long long)blockDim.x * gridDim.x) {{
+    {T} r = ({T})1 / b[col];
+    cp[col] = n > 1 ? c[col] * r : ({T})0;
+    x[col] = d[col] * r;
+    for (int k = 1; k < n; ++k) {{
+      const long long i = k * m + col;
+      r = ({T})1 / (b[i] - a[i] * cp[i - m]);
+      cp[i] = k < n - 1 ? c[i] * r : ({T})0;
+      x[i] = (d[i] - a[i] * x[i - m]) * r;
+    }}
+    for (int k = n - 2; k >= 0; --k) {{
+      const long long i = k * m + col;
+      x[i] = x[i] - cp[i] * x[i + m];
+    }}
+  }}
+}}
+"""
+_ROUTINES: dict = {}
+
+
+def _routine(source: str, name: str):
+    fn = _ROUTINES.get(source)
+    if fn is None:
+        try:
+            fn = _cupy().RawModule(code=source, options=("--std=c++17",)).get_function(name)
+        except Exception as e:
+            raise SciMLError(f"gpu: routine {name} failed to compile: {e}") from None
+        _ROUTINES[source] = fn
+    return fn
+
+
+def _tridiagonal(cp, a, b, c, d):
+    """Batched tridiagonal solves along axis 0, as the numpy reference computes them."""
+    n, m = d.shape[0], d.size // max(d.shape[0], 1)
+    x = cp.empty(d.shape, d.dtype)
+    if d.size == 0:
+        return x
+    fn = _routine(TRIDIAGONAL.format(T=CTYPE[str(d.dtype)], M=m, N=n), "tridiagonal")
+    scratch = cp.empty(d.shape, d.dtype)
+    grid = max(1, min(-(-m // BLOCK), MAX_GRID))
+    fn((grid,), (BLOCK,), tuple(cp.ascontiguousarray(v) for v in (a, b, c, d)) + (scratch, x))
+    return x
+
+
+DEVICE_LIBRARY = {
+    "reshape": lambda cp, x, *, new_shape: x.reshape(new_shape),
+    "transpose": lambda cp, x, *, permutation: cp.ascontiguousarray(x.transpose(permutation)),
+    "reduce_sum": _reduction("sum"), "reduce_prod": _reduction("prod"),
+    "reduce_max": _reduction("max"), "reduce_min": _reduction("min"),
+    "cumsum": _cumsum,
+    "tridiagonal_solve": lambda cp, a, b, c, d: _tridiagonal(cp, a, b, c, d),
+}
 
 
 class _Segment:
-    """Consecutive kernel steps with plan-owned device buffers, replayed as a CUDA graph."""
+    """Consecutive kernel steps with plan-owned output buffers, replayed as CUDA graphs.
+
+    A graph replays fixed addresses. Inputs from outside the segment that are contiguous
+    device arrays of the kernel's dtype are read where they are; a graph is captured for each
+    set of input addresses (a few are kept: a loop's ping-pong buffers give two) and replayed
+    when the same addresses come again. Other inputs (host arrays, views, half types, arrays
+    overlapping the segment's own outputs) are copied into buffers the segment owns."""
+
+    GRAPHS = 4  # graphs kept per segment (least recently captured goes first)
 
     def __init__(self, steps):
-        self.steps = steps
-        self.buffers: dict = {}  # var id (or const id) -> device array owned by the segment
-        self.graph = None
+        self.steps = steps  # the plan appends to it while it groups kernels
+        self.buffers: dict = {}  # ("out", var id) / ("in", key) -> device array it owns
+        self.graphs: dict = {}  # input addresses -> captured graph
+        self.inputs = None  # key -> (var or const, buffer spec): the inputs from outside
 
-    def _buffer(self, key, shape, dtype):
-        cp = _cupy()
-        buf = self.buffers.get(key)
-        if buf is None:
-            buf = self.buffers[key] = cp.empty(shape, _device_dtype(dtype))
-        return buf
-
-    def run(self, env, capture: bool):
-        cp = _cupy()
-        if getattr(self, "stream", None) is None:
-            # A blocking stream of our own: copies, launches and captures are ordered on it,
-            # and capture cannot use the legacy default stream.
-            self.stream = cp.cuda.Stream(non_blocking=False)
-        with self.stream:
-            self._run(env, capture)
-        self.stream.synchronize()
-
-    def _run(self, env, capture: bool):
+    def _outside_inputs(self) -> dict:
         made = {o.id for _, _, _, outs in self.steps for o in outs}
-        # Inputs from outside the segment are copied into owned buffers: the graph replays
-        # fixed addresses.
+        inputs = {}
         for _, k, ins, _ in self.steps:
             for a, b in zip(ins, k.inputs):
                 key = id(a) if isinstance(a, GConst) else a.id
-                if key in made:
-                    continue
-                x = to_device(*_get(env, a)).reshape(b.shape)
-                self._buffer(("in", key), b.shape, b.dtype)[...] = x
-        if capture and self.graph is None:
-            self.stream.begin_capture()
-            self._launch()
-            self.graph = self.stream.end_capture()
-        if self.graph is not None:
-            self.graph.launch(self.stream)
+                if key not in made:
+                    inputs.setdefault(key, (a, b))
+        return inputs
+
+    def _buffer(self, key, shape, dtype):
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = self.buffers[key] = _cupy().empty(shape, _device_dtype(dtype))
+        return buf
+
+    def _owned_overlap(self, x) -> bool:
+        lo = x.data.ptr
+        hi = lo + x.nbytes
+        return any(b.data.ptr < hi and lo < b.data.ptr + b.nbytes
+                   for k, b in self.buffers.items() if k[0] == "out")
+
+    def _place(self, env) -> dict:
+        """Each outside input as the array the kernels read: in place, or a copy we own."""
+        if self.inputs is None:
+            self.inputs = self._outside_inputs()
+        placed = {}
+        for key, (a, b) in self.inputs.items():
+            x, d = _get(env, a)
+            if (hasattr(x, "__cuda_array_interface__") and d not in HALF
+                    and x.dtype == _device_dtype(b.dtype) and x.flags.c_contiguous
+                    and not self._owned_overlap(x)):
+                placed[key] = x.reshape(b.shape)
+            else:
+                buf = self._buffer(("in", key), b.shape, b.dtype)
+                buf[...] = to_device(x, d).reshape(b.shape)
+                placed[key] = buf
+        return placed
+
+    def run(self, env, stream, capture: bool):
+        for _, k, _, outs in self.steps:  # outputs exist before any capture
+            for v, b in zip(outs, k.outputs):
+                self._buffer(("out", v.id), b.shape, b.dtype)
+        placed = self._place(env)
+        if not capture:
+            self._launch(placed)
         else:
-            self._launch()
+            addresses = tuple(x.data.ptr for x in placed.values())
+            graph = self.graphs.get(addresses)
+            if graph is None:
+                if len(self.graphs) >= self.GRAPHS:
+                    self.graphs.pop(next(iter(self.graphs)))
+                stream.begin_capture()
+                self._launch(placed)
+                graph = self.graphs[addresses] = stream.end_capture()
+            graph.launch(stream)
         for _, k, _, outs in self.steps:
             for v, b in zip(outs, k.outputs):
                 env[v.id] = (self.buffers[("out", v.id)].reshape(v.aval.shape), b.dtype)
 
-    def _launch(self):
+    def _launch(self, placed):
         for fn, k, ins, outs in self.steps:
             args = []
             for a, b in zip(ins, k.inputs):
                 key = id(a) if isinstance(a, GConst) else a.id
                 src = self.buffers.get(("out", key))
-                args.append(src.reshape(b.shape) if src is not None
-                            else self.buffers[("in", key)])
-            args += [self._buffer(("out", v.id), b.shape, b.dtype)
-                     for v, b in zip(outs, k.outputs)]
+                args.append(src.reshape(b.shape) if src is not None else placed[key])
+            args += [self.buffers[("out", v.id)] for v, b in zip(outs, k.outputs)]
             fn(*args)
 
 
 def library_runner(node):
-    """Control flow runs its subgraphs through gpu plans, with host arrays at the boundary."""
+    """Control flow runs its subgraphs as gpu plans; carries stay on the device."""
     from .jit import CONTROL_RUNNERS, compile_graph
 
     make = CONTROL_RUNNERS.get(node.prim.name)
@@ -683,10 +829,14 @@ def library_runner(node):
     plans: dict = {}
 
     def sub(g, args, slot=None):
-        plan = plans.get(id(g))
+        """Run ``g``; ``slot`` 0/1 picks one of two plans that own their outputs (ping-pong,
+        as on the CPU), so that loop steps allocate nothing."""
+        plan = plans.get((id(g), slot))
         if plan is None:
-            plan = plans[id(g)] = compile_graph(g, "gpu").plan
-        outs = plan(list(args))
-        return [to_host(o, str(v.aval.dtype)) for o, v in zip(outs, g.outputs)]
+            plan = compile_graph(g, "gpu", reuse_outputs=slot is not None).plan
+            plans[(id(g), slot)] = plan
+        return plan(list(args))
 
-    return make(node, sub)
+    run = make(node, sub)
+    run.on_device = True
+    return run

@@ -357,7 +357,7 @@ def _fori_runner(node, sub):
         steps = range(int(lower_), int(upper))
         for i in steps:
             carry = sub(body, [np.asarray(i, lower_.dtype)] + carry + caps, slot=i % 2)
-        return tuple(np.copy(c) for c in carry) if len(steps) else tuple(carry)
+        return tuple(c.copy() for c in carry) if len(steps) else tuple(carry)
 
     return run
 
@@ -388,15 +388,29 @@ def _scan_runner(node, sub):
 
     def run(*args):
         carry, xs, caps = list(args[:n]), args[n:n + nx], list(args[n + nx:])
-        ys = [np.empty((length,) + a.shape, a.dtype) for a in y_avals]
+        ys = None
         for t in (range(length - 1, -1, -1) if rev else range(length)):
             out = sub(body, carry + [x[t] for x in xs] + caps)
             carry = list(out[:n])
+            if ys is None:  # stacked where the body's outputs live (host, or the device)
+                ys = [_module_of(o).empty((length,) + a.shape, a.dtype)
+                      for o, a in zip(out[n:], y_avals)]
             for y, o in zip(ys, out[n:]):
                 y[t] = o
+        if ys is None:
+            ys = [np.empty((length,) + a.shape, a.dtype) for a in y_avals]
         return tuple(carry) + tuple(ys)
 
     return run
+
+
+def _module_of(x):
+    """numpy, or cupy for a device array (a gpu plan's output)."""
+    if hasattr(x, "__cuda_array_interface__"):
+        import cupy
+
+        return cupy
+    return np
 
 
 CONTROL_RUNNERS = {

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from cases.gomd import diagnostics, guard, plots
 from cases.gomd import io as gio
-from cases.gomd.compiled import CompiledStep
+from cases.gomd.compiled import CompiledStep, host_state
 from cases.gomd.config import PRESETS, load_config, parse_grid
 from cases.gomd.model import init_state, make_params, step
 
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     bar = tqdm(total=cfg.iend, initial=state["iint"], disable=args.quiet, unit="step",
                file=sys.stderr)
     while state["iint"] < cfg.iend:
-        new = advance(state)
+        new = host_state(advance(state))  # a GPU step's fields come back to the host
         guard.check(new, min(cfg.velocity_limit, cfg.vmaxl))
         state = new
         bar.update(1)

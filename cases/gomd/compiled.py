@@ -37,8 +37,19 @@ def static_fields(params: Params) -> dict:
 
 
 def state_arrays(state: dict) -> dict:
-    """The state as arrays only (the step number becomes an int64 scalar array)."""
-    return {k: (np.asarray(v, np.int64) if k == "iint" else np.asarray(v))
+    """The state as arrays only (the step number becomes an int64 scalar array); device
+    arrays (a GPU step's outputs) stay on the device."""
+    return {k: (np.asarray(v, np.int64) if k == "iint" else _keep(v))
+            for k, v in state.items()}
+
+
+def _keep(v):
+    return v if hasattr(v, "__cuda_array_interface__") else np.asarray(v)
+
+
+def host_state(state: dict) -> dict:
+    """The state with every device array copied to the host (numpy arrays pass through)."""
+    return {k: (v.get() if hasattr(v, "__cuda_array_interface__") else v)
             for k, v in state.items()}
 
 
