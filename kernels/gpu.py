@@ -40,6 +40,7 @@ a CUDA graph on the second call of a plan and replayed afterwards.
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
@@ -764,16 +765,26 @@ class _Segment:
             buf = self.buffers[key] = _cupy().empty(shape, _device_dtype(dtype))
         return buf
 
+    def _prepare(self):
+        """Once: the outside inputs, the output buffers (they exist before any capture), the
+        address ranges they cover, and the env entries they give."""
+        self.inputs = self._outside_inputs()
+        self.outputs = []
+        for _, k, _, outs in self.steps:
+            for v, b in zip(outs, k.outputs):
+                buf = self._buffer(("out", v.id), b.shape, b.dtype)
+                self.outputs.append((v.id, (buf.reshape(v.aval.shape), b.dtype)))
+        self.ranges = sorted((b.data.ptr, b.data.ptr + b.nbytes) for b in self.buffers.values())
+        self.starts = [lo for lo, _ in self.ranges]
+
     def _owned_overlap(self, x) -> bool:
+        """Whether ``x`` shares memory with an output buffer of this segment."""
         lo = x.data.ptr
-        hi = lo + x.nbytes
-        return any(b.data.ptr < hi and lo < b.data.ptr + b.nbytes
-                   for k, b in self.buffers.items() if k[0] == "out")
+        i = bisect.bisect_right(self.starts, lo + x.nbytes - 1) - 1
+        return i >= 0 and self.ranges[i][1] > lo and x.nbytes > 0
 
     def _place(self, env) -> dict:
         """Each outside input as the array the kernels read: in place, or a copy we own."""
-        if self.inputs is None:
-            self.inputs = self._outside_inputs()
         placed = {}
         for key, (a, b) in self.inputs.items():
             x, d = _get(env, a)
@@ -788,9 +799,8 @@ class _Segment:
         return placed
 
     def run(self, env, stream, capture: bool):
-        for _, k, _, outs in self.steps:  # outputs exist before any capture
-            for v, b in zip(outs, k.outputs):
-                self._buffer(("out", v.id), b.shape, b.dtype)
+        if self.inputs is None:
+            self._prepare()
         placed = self._place(env)
         if not capture:
             self._launch(placed)
@@ -804,9 +814,7 @@ class _Segment:
                 self._launch(placed)
                 graph = self.graphs[addresses] = stream.end_capture()
             graph.launch(stream)
-        for _, k, _, outs in self.steps:
-            for v, b in zip(outs, k.outputs):
-                env[v.id] = (self.buffers[("out", v.id)].reshape(v.aval.shape), b.dtype)
+        env.update(self.outputs)
 
     def _launch(self, placed):
         for fn, k, ins, outs in self.steps:
