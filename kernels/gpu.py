@@ -572,7 +572,8 @@ class Plan:
                 else:
                     self.segments.append(_Segment([step]))
             else:
-                self.segments.append((g.node, runner_for(g.node)))
+                self.segments.append((g.node, runner_for(g.node), _device_form(g.node)))
+        self.dtypes = [str(p.aval.dtype) for p in graph.params]
         self.calls = 0
         self.stream = None
 
@@ -583,7 +584,7 @@ class Plan:
             # it (it also waits for work on the legacy default stream), and CUDA graphs
             # cannot capture the legacy default stream.
             self.stream = cp.cuda.Stream(non_blocking=False)
-        env = {p.id: (a, str(p.aval.dtype)) for p, a in zip(self.graph.params, args)}
+        env = {p.id: (a, d) for p, a, d in zip(self.graph.params, args, self.dtypes)}
         with self.stream:
             for seg in self.segments:
                 if isinstance(seg, _Segment):
@@ -617,8 +618,7 @@ def _get(env, a):
 def _run_library(seg, env):
     """A library node: on the device where the node has a device form (``DEVICE_LIBRARY``) or
     is control flow (its subgraphs run as gpu plans), else its numpy reference on the host."""
-    node, runner = seg
-    device = _device_form(node)
+    node, runner, device = seg
     if device is not None:
         args = [to_device(*_get(env, a)) for a in node.inputs]
         out = device(_cupy(), *args, **dict(node.params))
@@ -769,6 +769,7 @@ class _Segment:
         """Once: the outside inputs, the output buffers (they exist before any capture), the
         address ranges they cover, and the env entries they give."""
         self.inputs = self._outside_inputs()
+        self.dtypes = {key: _device_dtype(b.dtype) for key, (_, b) in self.inputs.items()}
         self.outputs = []
         for _, k, _, outs in self.steps:
             for v, b in zip(outs, k.outputs):
@@ -784,14 +785,22 @@ class _Segment:
         return i >= 0 and self.ranges[i][1] > lo and x.nbytes > 0
 
     def _place(self, env) -> dict:
-        """Each outside input as the array the kernels read: in place, or a copy we own."""
+        """Each outside input as the array the kernels read: in place, or a copy we own
+        (constants are copied once)."""
         placed = {}
         for key, (a, b) in self.inputs.items():
-            x, d = _get(env, a)
-            if (hasattr(x, "__cuda_array_interface__") and d not in HALF
-                    and x.dtype == _device_dtype(b.dtype) and x.flags.c_contiguous
+            if isinstance(a, GConst):
+                buf = self.buffers.get(("in", key))
+                if buf is None:
+                    buf = self._buffer(("in", key), b.shape, b.dtype)
+                    buf[...] = to_device(a.value, str(a.aval.dtype)).reshape(b.shape)
+                placed[key] = buf
+                continue
+            x, d = env[a.id]
+            if (d not in HALF and hasattr(x, "__cuda_array_interface__")
+                    and x.dtype == self.dtypes[key] and x.flags.c_contiguous
                     and not self._owned_overlap(x)):
-                placed[key] = x.reshape(b.shape)
+                placed[key] = x.reshape(b.shape) if x.shape != b.shape else x
             else:
                 buf = self._buffer(("in", key), b.shape, b.dtype)
                 buf[...] = to_device(x, d).reshape(b.shape)

@@ -727,7 +727,7 @@ def test_gpu_library_nodes_and_loops_stay_on_the_device(tmp_path, monkeypatch,
                 _check(gpu.to_host(g), w, np.dtype(dt).name, f"{np.dtype(dt).name} call {call}")
         plan = f.lower(a, b, c, d).plan
         nodes = [s for s in plan.segments if not isinstance(s, gpu._Segment)]
-        names = sorted(n.prim.name for n, _ in nodes)
+        names = sorted(n.prim.name for n, _, _ in nodes)
         assert {"tridiagonal_solve", "cumsum", "reduce_sum", "fori_loop"} <= set(names), names
-        for node, runner in nodes:
-            assert gpu._device_form(node) is not None or runner.on_device, node.prim.name
+        for node, runner, device in nodes:
+            assert device is not None or runner.on_device, node.prim.name

@@ -103,6 +103,11 @@ class CompiledStep:
         self.params, self.backend = params, backend
         self.fields = runtime_fields(params)
         self.fn = sciml.jit(_whole_step(params), backend=backend)
+        if backend == "gpu":  # the forcing fields go to the device once
+            from kernels.gpu import to_device
+
+            self.fields = {k: to_device(v, str(np.asarray(v).dtype))
+                           for k, v in self.fields.items()}
         self.compile_seconds = None
 
     def __call__(self, state: dict) -> dict:
