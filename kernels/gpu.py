@@ -556,6 +556,23 @@ def compile_kernel(source: str, kernel: Kernel):
     return GPUKernel(source, kernel)
 
 
+_STREAMS: dict = {}  # (cupy, device id) -> the stream every plan runs on
+_LOOP_CAPTURE = {"on": False}  # a whole loop is being captured: plans launch into it
+
+
+def _stream():
+    """A blocking stream of sciml's own per device, shared by all plans: kernels, copies and
+    library calls are ordered on it (it also waits for work on the legacy default stream),
+    a loop's plans can be captured together, and CUDA graphs cannot capture the legacy
+    default stream."""
+    cp = _cupy()
+    key = (id(cp), cp.cuda.Device().id)
+    stream = _STREAMS.get(key)
+    if stream is None:
+        stream = _STREAMS[key] = cp.cuda.Stream(non_blocking=False)
+    return stream
+
+
 class Plan:
     """Runs kernels on the device and library nodes on the host; captures runs of kernels in
     CUDA graphs from the second call on (same constructor as ``kernels.plan.Plan``)."""
@@ -575,25 +592,27 @@ class Plan:
                 self.segments.append((g.node, runner_for(g.node), _device_form(g.node)))
         self.dtypes = [str(p.aval.dtype) for p in graph.params]
         self.calls = 0
-        self.stream = None
 
     def __call__(self, args) -> list:
-        cp = _cupy()
-        if self.stream is None:
-            # A blocking stream of our own: kernels, copies and library calls are ordered on
-            # it (it also waits for work on the legacy default stream), and CUDA graphs
-            # cannot capture the legacy default stream.
-            self.stream = cp.cuda.Stream(non_blocking=False)
+        stream = _stream()
         env = {p.id: (a, d) for p, a, d in zip(self.graph.params, args, self.dtypes)}
-        with self.stream:
+        capture = self.use_graphs and self.calls >= 1 and not _LOOP_CAPTURE["on"]
+        with stream:
             for seg in self.segments:
                 if isinstance(seg, _Segment):
-                    seg.run(env, self.stream, capture=self.use_graphs and self.calls >= 1)
+                    seg.run(env, stream, capture)
                 else:
                     _run_library(seg, env)
             outs = [self._output(o, env) for o in self.graph.outputs]
         self.calls += 1
         return outs
+
+    def kernels_only(self) -> bool:
+        """Whether every step is a kernel (a loop over this plan can be one CUDA graph)."""
+        outs = self.graph.outputs
+        return (all(isinstance(s, _Segment) for s in self.segments)
+                and not any(isinstance(o, GConst) for o in outs)
+                and not any(d in HALF for d in self.dtypes + [str(o.aval.dtype) for o in outs]))
 
     def _output(self, o, env):
         if isinstance(o, GConst):
@@ -855,5 +874,59 @@ def library_runner(node):
         return plan(list(args))
 
     run = make(node, sub)
+    if node.prim.name == "fori_loop":
+        run = _LoopGraphs(node, sub, plans, run)
     run.on_device = True
     return run
+
+
+class _LoopGraphs:
+    """A ``fori_loop`` whose body is kernels only, as one CUDA graph of all its iterations.
+
+    The first run goes step by step (the body's two ping-pong plans compile and make their
+    buffers). Later runs copy the loop's operands into buffers the loop owns, so that the
+    addresses are the same every time, and replay one graph per (lower, upper): one launch
+    instead of a Python call per iteration. The body reads its index from a device array of
+    all indices, as a graph cannot copy from the host at replay."""
+
+    def __init__(self, node, sub, plans, generic):
+        self.body, self.n = node.params["body"], node.params["num_carry"]
+        self.sub, self.plans, self.generic = sub, plans, generic
+        self.loops: dict = {}  # (lower, upper) -> (graph, owned operands, final carry, index)
+        self.runs = 0
+
+    def _ready(self, lo: int, hi: int) -> bool:
+        if hi - lo < 2:
+            return False
+        slots = [self.plans.get((id(self.body), s)) for s in (0, 1)]
+        return all(p is not None and p.calls >= 1 and p.use_graphs and p.kernels_only()
+                   for p in slots)
+
+    def __call__(self, lower_, upper, *args):
+        lo, hi = int(lower_), int(upper)
+        self.runs += 1
+        if self.runs == 1 or not self._ready(lo, hi):
+            return self.generic(lower_, upper, *args)
+        cp, stream = _cupy(), _stream()
+        loop = self.loops.get((lo, hi))
+        if loop is None:
+            owned = [cp.empty(a.shape, a.dtype) for a in args]
+            for buf, a in zip(owned, args):
+                buf[...] = a
+            index = cp.arange(lo, hi, dtype=self.body.params[0].aval.dtype)
+            carry, caps = owned[:self.n], owned[self.n:]
+            stream.begin_capture()
+            _LOOP_CAPTURE["on"] = True
+            try:
+                for k, i in enumerate(range(lo, hi)):
+                    i_k = index[k:k + 1].reshape(())  # a 0-d device array, read in place
+                    carry = self.sub(self.body, [i_k] + list(carry) + caps, slot=i % 2)
+            finally:
+                _LOOP_CAPTURE["on"] = False
+                graph = stream.end_capture()
+            loop = self.loops[(lo, hi)] = (graph, owned, carry, index)
+        else:
+            for buf, a in zip(loop[1], args):
+                buf[...] = a
+        loop[0].launch(stream)
+        return tuple(c.copy() for c in loop[2])

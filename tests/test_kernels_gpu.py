@@ -638,11 +638,12 @@ def _fake_cupy(tmp_path):
     cp = types.ModuleType("cupy")
     cp.asarray = lambda x: np.array(x, copy=True).view(_DevArray)
     cp.empty = lambda shape, dtype: np.empty(shape, dtype).view(_DevArray)
-    for name in ("flip", "cumsum", "sum", "prod", "max", "min", "ascontiguousarray"):
+    for name in ("flip", "cumsum", "sum", "prod", "max", "min", "ascontiguousarray", "arange"):
         setattr(cp, name, _on_device(getattr(np, name)))
     cp.RawModule = type("RawModule", (_FakeRawModule,), {"libs": {}, "tmp": tmp_path})
     cp.cuda = types.SimpleNamespace(
-        Stream=_FakeStream, runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+        Stream=_FakeStream, runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+        Device=lambda *a: types.SimpleNamespace(id=0, synchronize=lambda: None))
     return cp
 
 
@@ -731,3 +732,32 @@ def test_gpu_library_nodes_and_loops_stay_on_the_device(tmp_path, monkeypatch,
         assert {"tridiagonal_solve", "cumsum", "reduce_sum", "fori_loop"} <= set(names), names
         for node, runner, device in nodes:
             assert device is not None or runner.on_device, node.prim.name
+
+
+@needs_gxx
+def test_gpu_loop_of_kernels_is_one_graph(tmp_path, monkeypatch, small_reductions):
+    """From its second run, a fori_loop whose body is kernels only replays one graph of all
+    its iterations (index read from the device), with new operands each run."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(tmp_path))
+    rng = np.random.default_rng(5)
+
+    def prog(u, f):
+        def body(i, c):
+            u, acc = c
+            lap = sum(snp.shift(u, o, boundary="zero") for o in ((1, 0), (-1, 0), (0, 1), (0, -1)))
+            u = u + 0.1 * (lap - 4.0 * u) + f * i.astype(u.dtype)
+            return u, acc + (u * u).sum(axis=1)  # a row reduction: a kernel on the GPU
+
+        return sciml.fori_loop(1, 6, body, (u, np.zeros(u.shape[0], u.dtype)))
+
+    f = jit(prog, backend="gpu")
+    for call in range(4):
+        u, g = rng.standard_normal((9, 7)), rng.standard_normal((9, 7))
+        want = eval_graph(make_graph(prog, u, g), u, g)
+        got = f(u, g)
+        for a, w in zip(got, want):
+            _check(gpu.to_host(a), w, "float64", f"loop, call {call}")
+    loops = [r for n, r, _ in f.lower(u, g).plan.segments if isinstance(r, gpu._LoopGraphs)]
+    assert len(loops) == 1 and list(loops[0].loops) == [(1, 6)]
