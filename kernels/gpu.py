@@ -761,11 +761,13 @@ class _Segment:
     overlapping the segment's own outputs) are copied into buffers the segment owns."""
 
     GRAPHS = 4  # graphs kept per segment (least recently captured goes first)
+    MISSES = 8  # captures never replayed after which the segment stops capturing
 
     def __init__(self, steps):
         self.steps = steps  # the plan appends to it while it groups kernels
         self.buffers: dict = {}  # ("out", var id) / ("in", key) -> device array it owns
         self.graphs: dict = {}  # input addresses -> captured graph
+        self.misses = self.replays = 0
         self.inputs = None  # key -> (var or const, buffer spec): the inputs from outside
 
     def _outside_inputs(self) -> dict:
@@ -830,17 +832,23 @@ class _Segment:
         if self.inputs is None:
             self._prepare()
         placed = self._place(env)
-        if not capture:
+        addresses = tuple(x.data.ptr for x in placed.values()) if capture else None
+        graph = self.graphs.get(addresses) if capture else None
+        if graph is None and capture and self.misses < self.MISSES:
+            # New addresses: capture. Inputs whose addresses change every call (a scan's
+            # slices) would capture every time, so after MISSES captures that were never
+            # replayed the segment launches its kernels directly.
+            self.misses = 0 if self.replays else self.misses + 1
+            if len(self.graphs) >= self.GRAPHS:
+                self.graphs.pop(next(iter(self.graphs)))
+            stream.begin_capture()
+            self._launch(placed)
+            graph = self.graphs[addresses] = stream.end_capture()
+        elif graph is not None:
+            self.replays += 1
+        if graph is None:
             self._launch(placed)
         else:
-            addresses = tuple(x.data.ptr for x in placed.values())
-            graph = self.graphs.get(addresses)
-            if graph is None:
-                if len(self.graphs) >= self.GRAPHS:
-                    self.graphs.pop(next(iter(self.graphs)))
-                stream.begin_capture()
-                self._launch(placed)
-                graph = self.graphs[addresses] = stream.end_capture()
             graph.launch(stream)
         env.update(self.outputs)
 
@@ -924,6 +932,8 @@ class _LoopGraphs:
             finally:
                 _LOOP_CAPTURE["on"] = False
                 graph = stream.end_capture()
+            if len(self.loops) >= _Segment.GRAPHS:  # bounds that change every run
+                self.loops.pop(next(iter(self.loops)))
             loop = self.loops[(lo, hi)] = (graph, owned, carry, index)
         else:
             for buf, a in zip(loop[1], args):

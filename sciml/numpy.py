@@ -442,7 +442,10 @@ def roll(a, shift, axis=None):
 
 def shift(a, offset, boundary="zero"):
     """The stencil read: ``out[i] = a[i + offset]`` with ``boundary`` "zero", "periodic" or
-    "edge" where ``i + offset`` leaves the array (see docs/ir.md)."""
+    "edge" where ``i + offset`` leaves the array (see docs/ir.md). ``offset`` has one entry
+    per axis; a plain integer is the offset of a 1-D array."""
+    if np.ndim(offset) == 0:
+        offset = (offset,)
     return _P["shift"].bind(_arr(a), offset=tuple(int(o) for o in offset), boundary=boundary)
 
 

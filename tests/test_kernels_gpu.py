@@ -761,3 +761,32 @@ def test_gpu_loop_of_kernels_is_one_graph(tmp_path, monkeypatch, small_reduction
             _check(gpu.to_host(a), w, "float64", f"loop, call {call}")
     loops = [r for n, r, _ in f.lower(u, g).plan.segments if isinstance(r, gpu._LoopGraphs)]
     assert len(loops) == 1 and list(loops[0].loops) == [(1, 6)]
+
+
+@needs_gxx
+def test_gpu_scan_over_slices_stops_capturing(tmp_path, monkeypatch, small_reductions):
+    """A scan's body reads a new slice every step: its segment captures MISSES graphs that
+    are never replayed, then launches directly; the results stay right."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(tmp_path))
+    monkeypatch.setattr(gpu._Segment, "MISSES", 3)
+    captures = []
+    monkeypatch.setattr(_FakeStream, "begin_capture",
+                        lambda self: (captures.append(1), setattr(self, "recording", [])))
+
+    def prog(c0, xs):
+        def body(c, x):
+            c = c * 0.9 + snp.shift(x, 1, boundary="zero") * 0.1
+            return c, c * 2.0
+
+        return sciml.scan(body, c0, xs)
+
+    rng = np.random.default_rng(2)
+    c0, xs = rng.standard_normal(6), rng.standard_normal((30, 6))
+    f = jit(prog, backend="gpu")
+    want = eval_graph(make_graph(prog, c0, xs), c0, xs)
+    for call in range(3):
+        for g, w in zip(f(c0, xs), want):
+            _check(gpu.to_host(g), w, "float64", f"scan, call {call}")
+    assert len(captures) == 3, len(captures)  # 89 without the limit
