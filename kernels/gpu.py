@@ -53,6 +53,7 @@ from . import templates
 from .fuse import Cluster
 from .loopir import (
     Affine,
+    Buffer,
     Clamp,
     Const,
     Idx,
@@ -64,6 +65,7 @@ from .loopir import (
     Load,
     Op,
     Store,
+    Thomas,
     Wrap,
 )
 
@@ -181,7 +183,9 @@ def print_kernel(k: Kernel, table: dict | None = None, name: str | None = None) 
     reductions), to compile with ``cupy.RawModule`` or ``nvcc``."""
     p = _Printer(k, TABLE if table is None else table)
     name = name or k.name
-    if not k.reductions:
+    if k.sequential:
+        body = p.in_order(name)
+    elif not k.reductions:
         body = p.elementwise(name)
     elif k.depth == 0:
         body = p.full_reduction(name)
@@ -198,8 +202,8 @@ def print_kernel(k: Kernel, table: dict | None = None, name: str | None = None) 
 class _Printer:
     def __init__(self, k: Kernel, table: dict):
         self.k, self.table = k, table
-        self.dtypes = {b.name: b.dtype for b in k.inputs + k.outputs}
-        self.shapes = {b.name: b.shape for b in k.inputs + k.outputs}
+        self.dtypes = {b.name: b.dtype for b in k.inputs + k.outputs + scratch_buffers(k)}
+        self.shapes = {b.name: b.shape for b in k.inputs + k.outputs + scratch_buffers(k)}
         self.types: dict[str, str] = {}  # scalar name -> compute dtype
 
     def uses(self, d: str) -> bool:
@@ -209,8 +213,45 @@ class _Printer:
 
     def params(self, extra: list[str] = ()) -> str:
         ins = [f"const {CTYPE[b.dtype]}* __restrict__ {b.name}" for b in self.k.inputs]
-        outs = [f"{CTYPE[b.dtype]}* __restrict__ {b.name}" for b in self.k.outputs]
+        outs = [f"{CTYPE[b.dtype]}* __restrict__ {b.name}"
+                for b in self.k.outputs + scratch_buffers(self.k)]
         return ", ".join(ins + outs + list(extra))
+
+    def in_order(self, name: str) -> str:
+        """Axis 0 in order: one thread per column (a point of axes 1..), which runs every
+        plane of its column, so sums over axis 0 read back the planes it wrote before. A
+        tridiagonal solve's forward sweep runs at each plane (coefficients in ``tcp<j>``, the
+        forward values in the solution's buffer), its backward sweep after the last plane:
+        the ``tridiagonal_solve`` routine's arithmetic. Adjacent threads take adjacent
+        columns, so every plane's loads and stores are coalesced."""
+        k = self.k
+        n0, cols = k.domain[0], math.prod(k.domain[1:])
+        lines = [f'extern "C" __global__ void {name}({self.params()}) {{',
+                 f"  for (long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x; "
+                 f"p < {cols}LL; p += (long long)blockDim.x * gridDim.x) {{"]
+        lines += ["    " + s for s in self.decompose("p", k.domain[1:], 1)]
+        lines.append(f"    for (long long i0 = 0; i0 < {n0}LL; ++i0) {{")
+        lines += ["      " + s for s in self.statements()]
+        lines.append("    }")
+        for t in (s for s in k.body if isinstance(s, Thomas)):
+            at = f"i0 * {cols}LL + p"
+            lines += [f"    for (long long i0 = {n0 - 2}LL; i0 >= 0; --i0) {{",
+                      f"      {t.buf}[{at}] = {t.buf}[{at}] - tcp{t.slot}[{at}] * "
+                      f"{t.buf}[{at} + {cols}LL];",
+                      "    }"]
+        return "\n".join(lines + ["  }", "}", ""])
+
+    def thomas(self, t: Thomas) -> list[str]:
+        """One plane of a forward sweep: ``r = 1 / (b - a cp')``, ``cp = c r``,
+        ``x = (d - a x') r``, with ``r = 1 / b`` and ``x = d r`` on plane 0."""
+        cols = math.prod(self.k.domain[1:])
+        ty = CTYPE[self.dtypes[t.buf]]
+        at, prev = f"i0 * {cols}LL + p", f"(i0 - 1) * {cols}LL + p"
+        return [f"const {ty} tr{t.slot} = ({ty})1 / (i0 == 0 ? {t.diag} : "
+                f"({t.diag} - {t.sub} * tcp{t.slot}[{prev}]));",
+                f"tcp{t.slot}[{at}] = {t.sup} * tr{t.slot};",
+                f"{t.buf}[{at}] = (i0 == 0 ? {t.rhs} : ({t.rhs} - {t.sub} * {t.buf}[{prev}])) "
+                f"* tr{t.slot};"]
 
     def elementwise(self, name: str) -> str:
         n = math.prod(self.k.domain)
@@ -333,6 +374,8 @@ class _Printer:
                 out.append(f"const {CTYPE[dt]} {s.name} = {self.expr(s.expr)};")
             elif isinstance(s, Store):
                 out.append(f"{s.buf}[{self.flat(s.buf, s.index)}] = {self.store(s.value, s.buf)};")
+            elif isinstance(s, Thomas):
+                out += self.thomas(s)
         return out
 
     def dtype_of(self, e) -> str:
@@ -434,6 +477,20 @@ def _literal(value, dtype: str) -> str:
 _GPU_DTYPES = {"bool", "int32", "int64", "float16", "bfloat16", "float32", "float64"}
 # Concatenations are rewritten into padded reads and selects that fuse (kernels/concat.py).
 EXPAND_CONCATENATE = True
+# Sums over axis 0, forward cumulative sums along it and tridiagonal solves of 3-D columns fuse
+# with the kernels computing their operands (kernels/fuse.py): a thread runs a column in order.
+SEQUENTIAL_AXIS0 = True
+
+
+def scratch_buffers(k: Kernel) -> list:
+    """The device buffers a kernel works in besides its outputs, passed after them: its
+    accumulators (``k.scratch``) and each tridiagonal solve's coefficients ``tcp<j>``."""
+    if not k.sequential:
+        return list(k.scratch)
+    cols = math.prod(k.domain[1:])
+    dts = {b.name: b.dtype for b in k.outputs}
+    return list(k.scratch) + [Buffer(f"tcp{s.slot}", (k.domain[0], cols), dts[s.buf])
+                              for s in k.body if isinstance(s, Thomas)]
 
 
 def can_fuse(node) -> bool:
@@ -533,11 +590,15 @@ class GPUKernel:
             raise SciMLError(f"gpu: kernel {kernel.name} failed to compile: {e}") from None
         self.parts = [cp.empty(REDUCE_BLOCKS, dtypes.dtype(r.acc_dtype))
                       for r in kernel.reductions] if self.finish is not None else []
+        self.scratch = tuple(cp.empty(b.shape, _device_dtype(b.dtype))
+                             for b in scratch_buffers(kernel))
 
     def grid(self) -> int:
         k = self.kernel
         if self.finish is not None:
             return REDUCE_BLOCKS
+        if k.sequential:  # one thread per column
+            return max(1, min(-(-math.prod(k.domain[1:]) // BLOCK), MAX_GRID))
         if k.reductions:
             return min(math.prod(k.domain[:k.depth]), MAX_GRID)
         return max(1, min(-(-math.prod(k.domain) // BLOCK), MAX_GRID))
@@ -545,7 +606,7 @@ class GPUKernel:
     def __call__(self, *arrays):
         n_in = len(self.kernel.inputs)
         if self.finish is None:
-            self.fn((self.grid(),), (BLOCK,), tuple(arrays))
+            self.fn((self.grid(),), (BLOCK,), tuple(arrays) + self.scratch)
             return
         self.fn((REDUCE_BLOCKS,), (BLOCK,), tuple(arrays) + tuple(self.parts))
         self.finish((1,), (BLOCK,), tuple(self.parts) + tuple(arrays[n_in:]))

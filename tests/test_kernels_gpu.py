@@ -28,6 +28,7 @@ from autodiff.ops.elementwise import BINARY
 from autodiff.primitives import PRIMITIVES as P
 from autodiff.trace import make_graph
 from kernels import gpu
+from kernels.fuse import Cluster
 from kernels.jit import jit
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -340,7 +341,7 @@ inline double __longlong_as_double(long long i) { double d; std::memcpy(&d, &i, 
 
 def _ctypes_of(k):
     ins = [f"const {gpu.CTYPE[b.dtype]}*" for b in k.inputs]
-    outs = [f"{gpu.CTYPE[b.dtype]}*" for b in k.outputs]
+    outs = [f"{gpu.CTYPE[b.dtype]}*" for b in k.outputs + gpu.scratch_buffers(k)]
     parts = [f"{gpu.CTYPE[r.acc_dtype]}*" for r in k.reductions]
     return ins, outs, parts
 
@@ -393,6 +394,7 @@ class HostCuda:
             n_in = len(k.inputs)
             bufs = [_device_like(a, b.dtype, j >= n_in)
                     for j, (a, b) in enumerate(zip(arrays, k.inputs + k.outputs))]
+            bufs += [np.empty(b.shape, dtypes.dtype(b.dtype)) for b in gpu.scratch_buffers(k)]
             if finish is not None:
                 bufs += [np.empty(gpu.REDUCE_BLOCKS, dtypes.dtype(r.acc_dtype))
                          for r in k.reductions]
@@ -428,6 +430,8 @@ def _grid(k) -> int:
 
     if k.reductions and k.depth == 0:
         return gpu.REDUCE_BLOCKS
+    if k.sequential:
+        return max(1, min(-(-math.prod(k.domain[1:]) // gpu.BLOCK), 3))
     if k.reductions:
         return min(math.prod(k.domain[:k.depth]), 3)
     return max(1, min(-(-math.prod(k.domain) // gpu.BLOCK), 3))
@@ -695,14 +699,17 @@ def test_gpu_runtime_on_a_stand_in_for_cupy(tmp_path, monkeypatch, small_reducti
 
 
 @needs_gxx
+@pytest.mark.parametrize("in_order", [True, False])
 def test_gpu_library_nodes_and_loops_stay_on_the_device(tmp_path, monkeypatch,
-                                                        small_reductions):
-    """Vertical sums, cumulative sums, tridiagonal solves and reshapes run on the device, and
-    loop carries stay there: the stand-in's cupy functions refuse host arrays, and no node of
-    the plan runs its numpy reference on the host."""
+                                                        small_reductions, in_order):
+    """Vertical sums, cumulative sums, tridiagonal solves and reshapes run on the device
+    (fused into kernels that run axis 0 in order, or, with that turned off, as library nodes
+    on cupy and a CUDA routine), and loop carries stay there: the stand-in's cupy functions
+    refuse host arrays, and no node of the plan runs its numpy reference on the host."""
     import sys
 
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(tmp_path))
+    monkeypatch.setattr(gpu, "SEQUENTIAL_AXIS0", in_order)
     rng = np.random.default_rng(3)
     for dt in (np.float64, np.float32):
         a, c, d = (rng.uniform(-0.4, 0.4, (6, 5, 4)).astype(dt) for _ in range(3))
@@ -729,7 +736,11 @@ def test_gpu_library_nodes_and_loops_stay_on_the_device(tmp_path, monkeypatch,
         plan = f.lower(a, b, c, d).plan
         nodes = [s for s in plan.segments if not isinstance(s, gpu._Segment)]
         names = sorted(n.prim.name for n, _, _ in nodes)
-        assert {"tridiagonal_solve", "cumsum", "reduce_sum", "fori_loop"} <= set(names), names
+        if in_order:  # the reverse cumsum and the reshape are left library nodes
+            assert names == ["cumsum", "fori_loop", "reshape"], names
+            assert any(k.sequential for k in f.lower(a, b, c, d).kernels.values())
+        else:
+            assert {"tridiagonal_solve", "cumsum", "reduce_sum", "fori_loop"} <= set(names)
         for node, runner, device in nodes:
             assert device is not None or runner.on_device, node.prim.name
 
@@ -790,3 +801,49 @@ def test_gpu_scan_over_slices_stops_capturing(tmp_path, monkeypatch, small_reduc
         for g, w in zip(f(c0, xs), want):
             _check(gpu.to_host(g), w, "float64", f"scan, call {call}")
     assert len(captures) == 3, len(captures)  # 89 without the limit
+
+
+# -- axis 0 in order: one thread per column -------------------------------------------------
+
+
+def _axis0_programs():
+    rng = np.random.default_rng(11)
+    tri = P["tridiagonal_solve"]
+    progs = []
+    for dt in (np.float64, np.float32):
+        x, y = (rng.uniform(0.5, 1.5, (5, 7, 9)).astype(dt) for _ in range(2))
+        progs += [
+            (lambda x, y: ((x * y).sum(axis=0) * 2.0, (x - y).max(axis=0),
+                           (x + 1.0).min(axis=0), (x * 0.5 + 0.75).prod(axis=0)), [x, y]),
+            (lambda x, y: (np.cumsum(x * y, axis=0) + 1.0,
+                           snp.shift(np.cumsum(x, axis=0), (1, 0, -1), boundary="edge")), [x, y]),
+            (lambda x, y: (tri(x * -0.2, y + 2.0, x * -0.3, y),
+                           tri(x * -0.2, y + 2.0, x * -0.3, x) * 3.0 + y.sum(axis=0)), [x, y]),
+            (lambda x, y: ((x[:, :, 0] * 2.0).sum(axis=0),
+                           np.cumsum(x[:, :, 1] + y[:, :, 1], axis=0)), [x, y]),
+        ]
+    ints = rng.integers(-5, 5, (4, 6, 3)).astype(np.int64)
+    progs.append((lambda a: ((a * 3).sum(axis=0), np.cumsum(a + 1, axis=0)), [ints]))
+    return progs
+
+
+def test_axis0_work_runs_in_order_in_gpu_kernels(tmp_path):
+    """Sums, maxima, products over axis 0, forward cumsums along it and tridiagonal solves
+    of 3-D columns fuse into GPU kernels (no library node left) whose CUDA compiles."""
+    sources = []
+    for fn, args in _axis0_programs():
+        c = gpu.cuda_source(fn, *args)
+        assert all(isinstance(g, Cluster) for g in c.groups), [
+            g.node.prim.name for g in c.groups if not isinstance(g, Cluster)]
+        assert any(k.sequential for k in c.kernels.values())
+        sources += list(c.sources.values())
+    nvcc_ptx(sources, tmp_path)
+
+
+@needs_gxx
+def test_host_cuda_axis0_in_order(tmp_path, small_reductions):
+    programs = _axis0_programs()
+    for (fn, args), got in zip(programs, _run_on_host(programs, tmp_path)):
+        want = _flat(eval_graph(make_graph(fn, *args), *args))
+        for g, w in zip(got, want):
+            _check(np.asarray(g), w, str(w.dtype), "axis 0 in order on the host")
