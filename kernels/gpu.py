@@ -822,7 +822,7 @@ class _Segment:
     overlapping the segment's own outputs) are copied into buffers the segment owns."""
 
     GRAPHS = 4  # graphs kept per segment (least recently captured goes first)
-    MISSES = 8  # captures never replayed after which the segment stops capturing
+    MISSES = 8  # captures beyond the replays after which the segment stops capturing
 
     def __init__(self, steps):
         self.steps = steps  # the plan appends to it while it groups kernels
@@ -895,11 +895,11 @@ class _Segment:
         placed = self._place(env)
         addresses = tuple(x.data.ptr for x in placed.values()) if capture else None
         graph = self.graphs.get(addresses) if capture else None
-        if graph is None and capture and self.misses < self.MISSES:
+        if graph is None and capture and self.misses < self.MISSES + self.replays:
             # New addresses: capture. Inputs whose addresses change every call (a scan's
-            # slices) would capture every time, so after MISSES captures that were never
-            # replayed the segment launches its kernels directly.
-            self.misses = 0 if self.replays else self.misses + 1
+            # slices) would capture every time, so once captures outnumber replays by
+            # MISSES the segment launches its kernels directly.
+            self.misses += 1
             if len(self.graphs) >= self.GRAPHS:
                 self.graphs.pop(next(iter(self.graphs)))
             stream.begin_capture()
