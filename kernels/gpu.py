@@ -50,7 +50,7 @@ from autodiff.errors import SciMLError, UnsupportedError
 from autodiff.ir import Const as GConst
 
 from . import templates
-from .fuse import Cluster
+from .fuse import Cluster, classify
 from .loopir import (
     Affine,
     Buffer,
@@ -482,6 +482,16 @@ EXPAND_CONCATENATE = True
 SEQUENTIAL_AXIS0 = True
 
 
+IN_ORDER_MIN_COLUMNS = 1024
+
+
+def _enough_columns(shape) -> bool:
+    """Whether axis-0 work on an array of ``shape`` runs in order on the GPU: one thread per
+    column must give the device enough threads for its planes. A tall, narrow array (a
+    million rows, three columns) is left to cupy's parallel reductions and scans."""
+    return math.prod(shape[1:]) >= min(IN_ORDER_MIN_COLUMNS, shape[0])
+
+
 def scratch_buffers(k: Kernel) -> list:
     """The device buffers a kernel works in besides its outputs, passed after them: its
     accumulators (``k.scratch``) and each tridiagonal solve's coefficients ``tcp<j>``."""
@@ -498,6 +508,8 @@ def can_fuse(node) -> bool:
     avals = [a.aval for a in node.inputs] + [o.aval for o in node.outputs]
     if not {str(a.dtype) for a in avals} <= _GPU_DTYPES:
         return False
+    if classify(node, True) in ("lead", "scan", "solve"):
+        return _enough_columns(node.inputs[-1].aval.shape)
     name = node.prim.name
     if "elementwise" not in node.prim.tags or name in ("convert", "select"):
         return True

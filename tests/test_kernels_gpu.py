@@ -847,3 +847,13 @@ def test_host_cuda_axis0_in_order(tmp_path, small_reductions):
         want = _flat(eval_graph(make_graph(fn, *args), *args))
         for g, w in zip(got, want):
             _check(np.asarray(g), w, str(w.dtype), "axis 0 in order on the host")
+
+
+def test_tall_narrow_axis0_work_stays_a_library_node_on_the_gpu():
+    """One thread per column would leave the device idle on a tall, narrow array: its
+    axis-0 sum and cumsum stay cupy's (parallel) library nodes; wide arrays fuse."""
+    tall, wide = np.zeros((5000, 3)), np.zeros((8, 2048))
+    for x, fused in ((tall, False), (wide, True)):
+        c = gpu.cuda_source(lambda v: ((v * 2.0).sum(axis=0), np.cumsum(v + 1.0, axis=0)), x)
+        library = [g.node.prim.name for g in c.groups if not isinstance(g, Cluster)]
+        assert (library == []) == fused, (x.shape, library)
