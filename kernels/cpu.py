@@ -91,6 +91,12 @@ FISSION_STREAMS = int(os.environ.get("SCIML_FISSION_STREAMS", "16"))
 FISSION_MIN_ROW = 64
 FISSION_MIN_POINTS = 1 << 18
 _TEMP_DTYPES = {"bool", "int32", "int64", "float32", "float64", "complex64", "complex128"}
+# A reduction in a kernel that also stores arrays keeps each row's values in a row buffer and
+# reduces them after the row, so the row loop vectorises (``_Printer.row_reduce``). Rows
+# shorter than ROW_REDUCE_MIN_ROW run from cache anyway, and the buffer's allocation would
+# cost more than it saves (GOMD at 65x49x21: 8.5 -> 8.9 ms with 65-point rows buffered).
+ROW_REDUCE = True
+ROW_REDUCE_MIN_ROW = 256
 
 
 class NoAlias(CompilerBase):
@@ -229,7 +235,10 @@ class _Printer:
             lines.append(_i(ind) + f"for i{d} in {rng if d == 0 else 'range'}({k.domain[d]}):")
             ind += 1
         lines += [_i(ind) + f"acc{j} = {self.init(r)}" for j, r in enumerate(k.reductions)]
-        lines += self.nest(k.depth, nd, "range", ind, accumulate=True)
+        mode = self.row_reduce()
+        if mode == "row":
+            lines += self.row_buffers(ind)
+        lines += self.nest(k.depth, nd, "range", ind, accumulate=mode)
         out_idx = ", ".join(f"i{d}" for d in range(k.depth))
         lines += [_i(ind) + f"{r.buf}[{out_idx}] = {self.store_cast(r.buf, f'acc{j}')}"
                   for j, r in enumerate(k.reductions)]
@@ -319,6 +328,15 @@ class _Printer:
         return lines + self.innermost(last, ranges.get(last), rng, ind + 1, accumulate, set())
 
     def innermost(self, last, peel, rng, ind, accumulate, interior) -> list[str]:
+        lines = self.row_loops(last, peel, rng, ind, accumulate, interior)
+        if accumulate == "row":  # the row's values, reduced in order after its loops
+            n = self.k.domain[last]
+            lines.append(_i(ind) + f"for i{last} in range({n}):")
+            lines += [_i(ind + 1) + self.combine(f"acc{j}", r, f"rv{j}[i{last}]")
+                      for j, r in enumerate(self.k.reductions)]
+        return lines
+
+    def row_loops(self, last, peel, rng, ind, accumulate, interior) -> list[str]:
         n = self.k.domain[last]
         r0 = rng if last == 0 else "range"
         if peel is None:
@@ -414,9 +432,35 @@ class _Printer:
         self.interior = interior
         lines = [_i(ind) + s for s in self.statements()]
         self.interior = frozenset()
-        if accumulate:
+        if accumulate == "row":
+            last = len(self.k.domain) - 1
+            lines += [_i(ind) + f"rv{j}[i{last}] = {r.value}"
+                      for j, r in enumerate(self.k.reductions)]
+        elif accumulate:
             lines += [_i(ind) + self.combine(f"acc{j}", r) for j, r in enumerate(self.k.reductions)]
         return lines
+
+    def row_reduce(self) -> str | bool:
+        """``"row"`` where a reduction kernel that also stores arrays keeps each row's values
+        in a row buffer ``rv<j>`` and reduces them in a loop of its own after the row, else
+        True (accumulate at each point). Accumulating at each point is a dependence from one
+        point to the next, so LLVM leaves the whole row loop scalar; with the buffer the
+        stores and arithmetic vectorise. The order of accumulation is the same, and so are
+        the results, bit for bit. (GOMD's external step ends in such a kernel: 55 arrays
+        read, 10 written and max|v| reduced, 1.06 -> 0.81 ms at 513x259.)"""
+        k = self.k
+        values = {s.name: getattr(s.expr, "dtype", None) for s in k.body if isinstance(s, Let)}
+        if (not ROW_REDUCE or len(k.domain) - k.depth < 1 or k.domain[-1] < ROW_REDUCE_MIN_ROW
+                or (k.depth == 0 and len(k.domain) < 2)
+                or not any(isinstance(s, Store) for s in k.body)
+                or any(values.get(r.value) not in _TEMP_DTYPES for r in k.reductions)):
+            return True
+        self.row_dtypes = [values[r.value] for r in k.reductions]
+        return "row"
+
+    def row_buffers(self, ind) -> list[str]:
+        n = self.k.domain[-1]
+        return [_i(ind) + f"rv{j} = np.empty({n}, np.{d})" for j, d in enumerate(self.row_dtypes)]
 
     def full_reduction(self, rng) -> list[str]:
         """Partial results per parallel chunk, combined in order after the loop."""
@@ -441,8 +485,10 @@ class _Printer:
             inner = [_i(3) + s for s in self.statements()]
             inner += [_i(3) + self.combine(f"acc{j}", r) for j, r in enumerate(reds)]
         else:
+            mode = self.row_reduce()
+            lines += self.row_buffers(2) if mode == "row" else []
             lines.append(_i(2) + "i0 = c")
-            inner = self.nest(1, nd, "range", 2, accumulate=True)
+            inner = self.nest(1, nd, "range", 2, accumulate=mode)
         lines += inner
         lines += [_i(2) + f"part{j}[c] = acc{j}" for j in range(len(reds))]
         for j, r in enumerate(reds):

@@ -161,3 +161,44 @@ def test_wavefront_levels_get_row_buffers(monkeypatch):
     assert wk, "the chain is one sweep"
     src = "\n".join(c.sources.values())
     assert "tw_float64_0" in src and "tmp_float64_0[" in src
+
+
+# -- reductions in kernels that also store: each row's values reduced after the row ---------
+
+
+def _row_reduced(fn, *args):
+    """Compile ``fn`` on the CPU; return (outputs, sources of its kernels)."""
+    f = kjit.jit(fn)
+    return f(*args), [src for src in f.lower(*args).sources.values()]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_reductions_beside_stores_reduce_rows_after_them(dtype, monkeypatch):
+    """A kernel that stores arrays and reduces a value keeps each row's values in a row
+    buffer and reduces them in order after the row (the row loop then vectorises): bit for
+    bit what accumulating at each point gives, NaN and stencil borders included, and near
+    the interpreter (numpy sums rows pairwise; float32 sums accumulate in float64)."""
+    monkeypatch.setattr(cpu, "ROW_REDUCE_MIN_ROW", 8)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((40, 96)).astype(dtype)
+    x[3, 7] = np.nan
+    y = rng.standard_normal((40, 96)).astype(dtype)
+    progs = [
+        lambda x, y: (x * 2.0 + y, np.max(np.abs(x * 2.0 + y))),  # full reduction
+        lambda x, y: (x * y, (x * y + snp.shift(x, (0, 1))).sum(axis=1)),  # row sums, border
+        lambda x, y: (snp.shift(x, (1, -1), boundary="edge") - y,
+                      np.min(snp.shift(x, (1, -1), boundary="edge") - y, axis=1),
+                      (x * y).sum()),
+    ]
+    for fn in progs:
+        got, sources = _row_reduced(fn, x, y)
+        assert any("rv0 = np.empty" in s for s in sources), sources
+        with monkeypatch.context() as m:
+            m.setattr(cpu._Printer, "row_reduce", lambda self: True)
+            at_points, sources = _row_reduced(fn, x, y)
+            assert not any("rv0" in s for s in sources)
+        want = eval_graph_flat(make_graph(fn, x, y), [x, y])
+        for g, p, w in zip(got, at_points, want):
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(p))
+            np.testing.assert_allclose(np.asarray(g, np.float64), w.astype(np.float64),
+                                       rtol=1e-12 if dtype == np.float64 else 1e-5, atol=1e-5)
