@@ -189,6 +189,10 @@ def test_reductions_beside_stores_reduce_rows_after_them(dtype, monkeypatch):
         lambda x, y: (snp.shift(x, (1, -1), boundary="edge") - y,
                       np.min(snp.shift(x, (1, -1), boundary="edge") - y, axis=1),
                       (x * y).sum()),
+        # rank 3: reductions over the two trailing axes, and over the last one
+        lambda x, y: (x.reshape(4, 10, 96) * 3.0,
+                      (x.reshape(4, 10, 96) * 3.0 - 1.0).sum(axis=(1, 2)),
+                      np.max(x.reshape(4, 10, 96) * y.reshape(4, 10, 96), axis=2)),
     ]
     for fn in progs:
         got, sources = _row_reduced(fn, x, y)
