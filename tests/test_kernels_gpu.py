@@ -857,3 +857,31 @@ def test_tall_narrow_axis0_work_stays_a_library_node_on_the_gpu():
         c = gpu.cuda_source(lambda v: ((v * 2.0).sum(axis=0), np.cumsum(v + 1.0, axis=0)), x)
         library = [g.node.prim.name for g in c.groups if not isinstance(g, Cluster)]
         assert (library == []) == fused, (x.shape, library)
+
+
+@needs_gxx
+def test_gpu_while_loop_and_cond_on_the_device(tmp_path, monkeypatch, small_reductions):
+    """A while_loop's test and a cond's index are read from device arrays; the carries and
+    branch results stay on the device."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(tmp_path))
+
+    def prog(u):
+        def body(c):
+            k, v = c
+            return k + 1, v * 0.5 + snp.shift(v, (1, 0), boundary="periodic") * 0.25
+
+        k, v = sciml.while_loop(lambda c: (c[1] * c[1]).sum() > 1.0, body, (0, u))
+        w = sciml.cond(k > 3, lambda a: a * 10.0, lambda a: a - 1.0, v)
+        return k, v, w
+
+    rng = np.random.default_rng(8)
+    f = jit(prog, backend="gpu")
+    for call in range(3):
+        u = rng.standard_normal((6, 5)) * (1 + call)
+        want = eval_graph(make_graph(prog, u), u)
+        got = f(u)
+        assert all(isinstance(g, _DevArray) for g in got)
+        for g, w in zip(got, want):
+            _check(gpu.to_host(g), np.asarray(w), str(np.asarray(w).dtype), f"call {call}")
