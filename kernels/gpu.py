@@ -9,6 +9,8 @@ Printing (needs nothing but Python; ``nvcc --ptx`` checks the result in the test
   one partial per block, ``kernel_finish`` folds the partials in one block;
 - stencil and layout reads print the loop IR's index expressions (clamp, wrap, guards), so the
   bounds handling is the CPU backend's;
+- axis 0 in order (``Kernel.sequential``: sums over axis 0, forward cumsums, tridiagonal
+  solves of columns): one thread per column runs all planes in order;
 - float16/bfloat16 are stored as ``__half``/``__nv_bfloat16`` and computed in float; float32
   sums and products accumulate in double (the loop IR's accumulator dtype); max/min propagate
   NaN as numpy does.
@@ -17,10 +19,12 @@ Running needs cupy and a CUDA device (``available()`` says which is missing, nam
 backend). Arrays live on the device as cupy arrays: a jitted function takes numpy or cupy
 arrays and returns cupy arrays (bfloat16, which cupy lacks, travels as its uint16 bits and comes
 back as a host array). Control flow runs its subgraphs as gpu plans with the carries on the
-device; reshapes, sums, cumulative sums and the batched tridiagonal solves run on the device
-(``DEVICE_LIBRARY``); other library nodes (sorts, gathers, linear algebra) run their numpy
-reference on the host, with copies each way. Runs of consecutive kernels are captured in
-a CUDA graph on the second call of a plan and replayed afterwards.
+device (a ``fori_loop`` of kernels becomes one CUDA graph); reshapes, and the sums, cumulative
+sums and tridiagonal solves that do not fuse, run on the device (``DEVICE_LIBRARY``); other
+library nodes (sorts, gathers, linear algebra) run their numpy reference on the host, with
+copies each way. Runs of consecutive kernels are captured in CUDA graphs from the second call
+of a plan (one per set of input addresses) and replayed afterwards. All plans share one stream;
+nothing waits for the device until a result is read on the host.
 
 >>> from kernels.loopir import Buffer, Idx, Kernel, Let, Load, Op, Store
 >>> k = Kernel("k", (8,), [Buffer("in0", (8,), "float32")], [Buffer("out0", (8,), "float32")],
