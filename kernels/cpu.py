@@ -435,9 +435,7 @@ class _Printer:
         self.interior = interior
         lines = [_i(ind) + s for s in self.statements()]
         self.interior = frozenset()
-        if accumulate == "row":
-            pass  # the row buffers' stores are statements of the kernel (row_reduce)
-        elif accumulate:
+        if accumulate is True:  # ("row": the row buffers' stores are statements, row_reduce)
             lines += [_i(ind) + self.combine(f"acc{j}", r) for j, r in enumerate(self.k.reductions)]
         return lines
 
