@@ -22,6 +22,8 @@ Threads split each plane: ``slabs`` gives each thread a band of axis 1 for the w
 with the halo rows later levels read recomputed by both neighbours (no barrier; needs reads
 along axis 1 at ``i1 + o``, clamped or wrapped); ``rows`` runs the planes of all levels of
 one step in one parallel loop over axis 1 (a barrier per step, for any read within a plane).
+On rank-3 domains a ``slabs`` thread sweeps its band as sub-bands one after another
+(``SCIML_WAVEFRONT_BAND_BYTES``), so a sub-band's ring rows stay in the thread's cache.
 ``SCIML_WAVEFRONT=off`` disables the pass, ``rows`` or ``slabs`` picks the split. The pass
 runs in ``kernels.jit`` as the ``wavefront`` stage, after ``lower``:
 
@@ -68,6 +70,14 @@ RING_BYTES_DEFAULT = 24 << 20
 # Below this many bytes per array the kernel-per-step chain works from cache and a sweep
 # gains nothing (256^2-1024^2 float64 measured level); read when a graph compiles.
 MIN_BYTES_DEFAULT = 4 << 20
+# A thread of a ``slabs`` sweep over a rank-3 domain runs its band of axis 1 as sub-bands, one
+# after another, each swept through every plane: the ring rows and the rows of the planes read
+# at every level (metrics) of one sub-band take about this many bytes
+# (``SCIML_WAVEFRONT_BAND_BYTES``, read when a graph compiles), so they stay in the thread's
+# cache instead of competing for the shared one. Sub-bands recompute their halo rows, so a
+# sub-band keeps at least SUB_BAND_MIN_ROWS rows and four times the deepest halo.
+BAND_BYTES_DEFAULT = 4 << 20
+SUB_BAND_MIN_ROWS = 8
 # Half types round through the storage dtype between kernels; rings would keep float32.
 _NO_RING = {"float16", "bfloat16"}
 MODES = ("rows", "slabs")
@@ -409,12 +419,14 @@ class WavefrontKernel:
     rings: list  # Buffers: (threads, planes, *domain[1:])
     split: str  # "rows", "slabs" or "serial"
     threads: int
+    subbands: int = 1  # per thread, one after another (slabs only)
 
     def __str__(self):
         ins = ", ".join(map(str, self.inputs))
         outs = ", ".join(map(str, self.outputs))
+        sub = f" in {self.subbands} sub-bands" if self.subbands > 1 else ""
         lines = [f"wavefront {self.name}({ins}) -> ({outs}) over {self.domain}, "
-                 f"{self.split} x{self.threads}, steps {self.sched.steps[0]}.."
+                 f"{self.split} x{self.threads}{sub}, steps {self.sched.steps[0]}.."
                  f"{self.sched.steps[1] - 1}:"]
         lines += [f"  ring {r}" for r in self.rings]
         for m, lv in enumerate(self.levels):
@@ -451,7 +463,23 @@ def build(chain: Chain, kernels: dict, split: str) -> tuple:
                          [b for b, _ in ins.values()] + list(rings.values()),
                          [b for _, b in outs], levels, sched, list(rings.values()), split,
                          threads)
+    if split == "slabs":
+        wk.subbands = _subbands(wk)
     return wf, wk
+
+
+def _subbands(wk: WavefrontKernel) -> int:
+    """Sub-bands per thread of a rank-3 ``slabs`` sweep (BAND_BYTES_DEFAULT)."""
+    if len(wk.domain) < 3:
+        return 1
+    row = math.prod(wk.domain[2:])  # points in one row of axis 1
+    # a ring is (threads, planes, *domain[1:]): each of its planes holds a row of each row
+    per_row = sum(b.shape[1] * row * dtypes.dtype(b.dtype).itemsize for b in wk.rings)
+    per_row += sum(row * dtypes.dtype(b.dtype).itemsize for b in wk.inputs
+                   if tuple(b.shape) == tuple(wk.domain[1:]))
+    budget = int(os.environ.get("SCIML_WAVEFRONT_BAND_BYTES", BAND_BYTES_DEFAULT))
+    rows = max(budget // max(per_row, 1), SUB_BAND_MIN_ROWS, 4 * max(wk.sched.halo or [0]))
+    return max(1, wk.domain[1] // wk.threads // rows)
 
 
 def _split(chain: Chain, kernels: dict, want: str) -> tuple[str, int]:
@@ -667,17 +695,24 @@ def _sweep_slabs(wk: WavefrontKernel, fns: list) -> list:
     halo is an arc modulo ``n1`` (``arcs``): every row it reads, wrapped or clamped, lies on
     the producer's arc, at its real index in the thread's full-size ring plane."""
     lo, hi = wk.sched.steps
-    n1, P = wk.domain[1], wk.threads
-    lines = bands(1, n1, P) + [_i(2) + f"for s in range({lo}, {hi}):"]
+    n1, P, S = wk.domain[1], wk.threads, wk.subbands
+    lines = bands(1, n1, P)
+    ind = 2
+    if S > 1:  # the thread's sub-bands, one after another, with the thread's rings
+        lines[-2:] = [_i(2) + f"for u in range({S}):",
+                      _i(3) + f"a = ((c * {S} + u) * {n1}) // {P * S}",
+                      _i(3) + f"b = ((c * {S} + u + 1) * {n1}) // {P * S}"]
+        ind = 3
+    lines.append(_i(ind) + f"for s in range({lo}, {hi}):")
     for m in range(len(wk.levels)):
         h = wk.sched.halo[m]
-        lines.append(_i(3) + _active(wk, m))
+        lines.append(_i(ind + 1) + _active(wk, m))
         if wk.sched.arcs and h:
-            lines += [_i(4) + f"for r0, r1 in arcs(a - {h}, b + {h}, {n1}):",
-                      _i(5) + _call(wk, m, fns[m], ("r0", "r1"), "c")]
+            lines += [_i(ind + 2) + f"for r0, r1 in arcs(a - {h}, b + {h}, {n1}):",
+                      _i(ind + 3) + _call(wk, m, fns[m], ("r0", "r1"), "c")]
             continue
         rows = (f"max(a - {h}, 0)", f"min(b + {h}, {n1})") if h else ("a", "b")
-        lines.append(_i(4) + _call(wk, m, fns[m], rows, "c"))
+        lines.append(_i(ind + 2) + _call(wk, m, fns[m], rows, "c"))
     return lines
 
 

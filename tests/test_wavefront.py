@@ -219,6 +219,28 @@ def test_threads_split_the_planes(monkeypatch, shape, mode, boundary, split):
     assert k.split == split
 
 
+@pytest.mark.parametrize("boundary,radius", [("zero", 1), ("periodic", 1), ("edge", 2)])
+def test_sub_bands_of_a_thread_are_exact(monkeypatch, boundary, radius):
+    """A tiny band budget cuts each thread's band of a rank-3 sweep into sub-bands swept one
+    after another (halo rows recomputed by each, arcs where reads wrap); a plane-shaped
+    operand (a metric read at every level) is counted in the budget."""
+    monkeypatch.setenv("SCIML_WAVEFRONT_BAND_BYTES", "1")
+    u, m = _grid((10, 70, 64), "float64"), _grid((70, 64), "float64", 1)
+
+    def f(u, c, m):
+        for _ in range(3):
+            u = u + m * _stencil(u, radius, boundary, range(3)) * c
+        return u
+    c = _check(monkeypatch, f, (u, np.asarray(0.1), m), mode="slabs")
+    (k,) = c.kernels.values()
+    assert k.split == "slabs"
+    rows = max(wavefront.SUB_BAND_MIN_ROWS, 4 * max(k.sched.halo))
+    assert k.subbands == 70 // k.threads // rows > 1
+    monkeypatch.setenv("SCIML_WAVEFRONT_BAND_BYTES", str(1 << 40))
+    (k,) = _compile(monkeypatch, f, (u, np.asarray(0.1), m), "slabs").kernels.values()
+    assert k.subbands == 1
+
+
 def test_sweep_schedule_of_a_radius_2_chain(monkeypatch):
     """Delays grow by the radius (plus one when a step's rows run in parallel); a ring keeps
     the planes from the oldest read to the newest write; periodic levels add virtual planes."""
