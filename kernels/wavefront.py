@@ -473,7 +473,7 @@ def _subbands(wk: WavefrontKernel) -> int:
     if len(wk.domain) < 3:
         return 1
     row = math.prod(wk.domain[2:])  # points in one row of axis 1
-    # a ring is (threads, planes, *domain[1:]): each of its planes holds a row of each row
+    # a ring is (threads, planes, *domain[1:]): a row of axis 1 takes `planes` rows of it
     per_row = sum(b.shape[1] * row * dtypes.dtype(b.dtype).itemsize for b in wk.rings)
     per_row += sum(row * dtypes.dtype(b.dtype).itemsize for b in wk.inputs
                    if tuple(b.shape) == tuple(wk.domain[1:]))
@@ -699,7 +699,7 @@ def _sweep_slabs(wk: WavefrontKernel, fns: list) -> list:
     lines = bands(1, n1, P)
     ind = 2
     if S > 1:  # the thread's sub-bands, one after another, with the thread's rings
-        lines[-2:] = [_i(2) + f"for u in range({S}):",
+        lines[-2:] = [_i(2) + f"for u in range({S}):",  # in place of the band's a, b
                       _i(3) + f"a = ((c * {S} + u) * {n1}) // {P * S}",
                       _i(3) + f"b = ((c * {S} + u + 1) * {n1}) // {P * S}"]
         ind = 3

@@ -222,8 +222,8 @@ def test_threads_split_the_planes(monkeypatch, shape, mode, boundary, split):
 @pytest.mark.parametrize("boundary,radius", [("zero", 1), ("periodic", 1), ("edge", 2)])
 def test_sub_bands_of_a_thread_are_exact(monkeypatch, boundary, radius):
     """A tiny band budget cuts each thread's band of a rank-3 sweep into sub-bands swept one
-    after another (halo rows recomputed by each, arcs where reads wrap); a plane-shaped
-    operand (a metric read at every level) is counted in the budget."""
+    after another (halo rows recomputed by each, arcs where reads wrap), with a plane-shaped
+    operand (a metric read at every level); a large budget keeps one band per thread."""
     monkeypatch.setenv("SCIML_WAVEFRONT_BAND_BYTES", "1")
     u, m = _grid((10, 70, 64), "float64"), _grid((70, 64), "float64", 1)
 
