@@ -206,8 +206,9 @@ def print_kernel(k: Kernel, table: dict | None = None, name: str | None = None) 
 class _Printer:
     def __init__(self, k: Kernel, table: dict):
         self.k, self.table = k, table
-        self.dtypes = {b.name: b.dtype for b in k.inputs + k.outputs + scratch_buffers(k)}
-        self.shapes = {b.name: b.shape for b in k.inputs + k.outputs + scratch_buffers(k)}
+        self.scratch = scratch_buffers(k)
+        self.dtypes = {b.name: b.dtype for b in k.inputs + k.outputs + self.scratch}
+        self.shapes = {b.name: b.shape for b in k.inputs + k.outputs + self.scratch}
         self.types: dict[str, str] = {}  # scalar name -> compute dtype
 
     def uses(self, d: str) -> bool:
@@ -218,7 +219,7 @@ class _Printer:
     def params(self, extra: list[str] = ()) -> str:
         ins = [f"const {CTYPE[b.dtype]}* __restrict__ {b.name}" for b in self.k.inputs]
         outs = [f"{CTYPE[b.dtype]}* __restrict__ {b.name}"
-                for b in self.k.outputs + scratch_buffers(self.k)]
+                for b in self.k.outputs + self.scratch]
         return ", ".join(ins + outs + list(extra))
 
     def in_order(self, name: str) -> str:
