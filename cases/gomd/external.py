@@ -81,8 +81,8 @@ def substep(iext, e, forcing, p, cfg):
     """One external step iext (1-based) of the isplit steps inside an internal step.
 
     ``iext`` is a Python int on the eager path and a traced integer inside the compiled
-    ``fori_loop``; ``_when`` and ``_branch`` turn the step-dependent choices (advection every
-    ``ispadv`` steps, the time-averaged sea level near the end) into selects for the latter.
+    ``fori_loop``; for the latter, ``_branch`` makes the advection terms (every ``ispadv``
+    steps) a ``cond`` and ``_when`` the time-averaged sea level near the end a select.
     The last step (no accumulation) is ``last_substep``.
     """
     isplit, smoth = cfg.isplit, cfg.smoth
@@ -128,15 +128,14 @@ def _when(pred, new, old):
 
 
 def _branch(pred, then_fn, else_fn):
-    """Run one of two functions: a Python ``if`` eagerly; when traced, both and a select.
+    """Run one of two functions: a Python ``if`` eagerly, a traced ``cond`` otherwise.
 
-    A select keeps the loop body free of nested control flow, so the whole external loop
-    compiles into one function; the price is the advection terms on every sub-step instead of
-    every ``ispadv``-th (the selected values are the same).
+    The compiled loop body runs only the chosen branch, so the advection terms cost a sweep
+    every ``ispadv``-th sub-step, as in pom2k, not on every one.
     """
     if isinstance(pred, (bool, np.bool_)):
         return then_fn() if pred else else_fn()
-    return tuple(np.where(pred, a, b) for a, b in zip(then_fn(), else_fn()))
+    return control.cond(pred, then_fn, else_fn)
 
 
 def accumulate(e, p, cfg):
