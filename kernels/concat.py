@@ -38,7 +38,7 @@ import functools
 
 import numpy as np
 
-from autodiff.ir import Apply, Graph
+from autodiff.ir import Apply, Graph, Var
 from autodiff.passes.rewrite import GraphMap, lookup, reachable_graphs, rebuild
 from autodiff.primitives import get as get_primitive
 from autodiff.trace import make_graph
@@ -53,18 +53,25 @@ def expand_concatenates(graph: Graph) -> Graph:
 
     def rewrite(g: Graph, sub: GraphMap):
         env: dict = {}
+        slices: dict = {}  # Var id -> the slice node that computes it
         body = []
         for node in g.body:
             ins = [lookup(a, env) for a in node.inputs]
             if node.prim.name == "concatenate" and 2 <= len(ins) <= MAX_PIECES:
-                avals = [a.aval for a in ins]
-                axis = node.params["axis"] % max(len(avals[0].shape), 1)
-                callee = make_graph(functools.partial(_as_selects, axis=axis), *avals,
-                                    name="concatenate")
-                body.append(Apply(get_primitive("call"), tuple(ins), {"graph": callee},
-                                  node.outputs, node.source))
+                axis = node.params["axis"] % max(len(ins[0].aval.shape), 1)
+                total = sum(a.aval.shape[axis] for a in ins)
+                pieces = [_window(a, slices, axis, total) for a in ins]
+                callee = make_graph(
+                    functools.partial(_as_selects, axis=axis,
+                                      sizes=tuple(a.aval.shape[axis] for a in ins),
+                                      offsets=tuple(o for _, o in pieces)),
+                    *[a.aval for a, _ in pieces], name="concatenate")
+                body.append(Apply(get_primitive("call"), tuple(a for a, _ in pieces),
+                                  {"graph": callee}, node.outputs, node.source))
             else:
                 body.append(rebuild(node, ins, sub.params(node.params)))
+                if node.prim.name == "slice":
+                    slices[node.outputs[0].id] = body[-1]
         return g.params, body, [lookup(o, env) for o in g.outputs]
 
     if not any(n.prim.name == "concatenate" for n in _all_nodes(graph)):
@@ -72,20 +79,45 @@ def expand_concatenates(graph: Graph) -> Graph:
     return GraphMap(rewrite)(graph)
 
 
-def _as_selects(*xs, axis):
-    """The concatenation of ``xs`` along ``axis``, from padded reads and selects."""
+def _window(x, slices: dict, axis: int, total: int):
+    """``(array, offset)`` to read a piece from: the source of ``x`` and where ``x`` starts in
+    it when ``x`` is a unit-stride slice along ``axis`` only of an array as long as the whole
+    concatenation (then the piece is a shifted read of the source and the slice, a copy,
+    needs no pass of its own); otherwise ``(x, None)``."""
+    node = slices.get(getattr(x, "id", None))
+    if node is None or not isinstance(node.inputs[0], Var):
+        return x, None
+    src = node.inputs[0]
+    start, limit, strides = (node.params[k] for k in ("start", "limit", "strides"))
+    if src.aval.shape[axis] != total or any(s != 1 for s in strides):
+        return x, None
+    if any((start[d], limit[d]) != (0, n) for d, n in enumerate(src.aval.shape) if d != axis):
+        return x, None
+    return src, int(start[axis])
+
+
+def _as_selects(*xs, axis, sizes, offsets):
+    """The concatenation of pieces of ``sizes`` along ``axis``, from padded reads and selects.
+
+    A piece with an offset is read from the source array it was sliced from (``_window``):
+    a shifted read, which is in bounds wherever the select takes the piece."""
     P = get_primitive
-    total = sum(x.shape[axis] for x in xs)
+    total = sum(sizes)
     nd = len(xs[0].shape)
     shape = tuple(total if d == axis else s for d, s in enumerate(xs[0].shape))
     pos = P("iota").bind(shape=shape, dtype=np.dtype("int64"), dimension=axis)
     out, start = None, 0
-    for x in xs:
-        n = x.shape[axis]
+    for x, n, offset in zip(xs, sizes, offsets):
         if n == 0:
             continue
-        widths = tuple((start, total - start - n) if d == axis else (0, 0) for d in range(nd))
-        piece = P("pad").bind(x, pad_width=widths, mode="constant", value=0)
+        if offset is None:
+            widths = tuple((start, total - start - n) if d == axis else (0, 0) for d in range(nd))
+            piece = P("pad").bind(x, pad_width=widths, mode="constant", value=0)
+        elif offset == start:
+            piece = x
+        else:
+            shift = tuple(offset - start if d == axis else 0 for d in range(nd))
+            piece = P("shift").bind(x, offset=shift, boundary="zero")
         out = piece if out is None else P("select").bind(pos < start, out, piece)
         start += n
     return out

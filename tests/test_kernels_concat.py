@@ -99,3 +99,52 @@ def test_graph_without_concatenations_is_returned_as_is():
     g = make_graph(lambda x: x * 2.0, np.zeros(3))
     assert expand_concatenates(g) is g
     assert kjit.compile_graph(g).count_kernels() == 1
+
+
+def _slice_groups(f, *args):
+    compiled = sciml.jit(f).lower(*args)
+    return [g for g in compiled.groups if "slice" in str(g)]
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_slices_of_one_array_are_read_in_place(axis):
+    """Pieces sliced along the concatenation axis from an array as long as the result
+    (pom2k's copy of layer kb-1 into kb, a rotation) are shifted reads of that array: the
+    same values, and no kernel copies the slices."""
+    x = np.random.default_rng(4).random((5, 6, 7)) * 2.0 - 1.0
+    n = x.shape[axis]
+
+    def take(a, lo, hi):
+        return np.take(a, np.arange(lo, hi), axis=axis)
+
+    def fill_last(x):
+        y = x * 3.0
+        return np.concatenate([y[(slice(None),) * axis + (slice(0, n - 1),)],
+                               y[(slice(None),) * axis + (slice(n - 2, n - 1),)]], axis=axis)
+
+    def rotate(x):
+        return np.concatenate([x[(slice(None),) * axis + (slice(2, None),)],
+                               x[(slice(None),) * axis + (slice(0, 2),)]], axis=axis) + x
+
+    y = x * 3.0
+    np.testing.assert_array_equal(
+        sciml.jit(fill_last)(x),
+        np.concatenate([take(y, 0, n - 1), take(y, n - 2, n - 1)], axis=axis))
+    np.testing.assert_array_equal(sciml.jit(rotate)(x), np.roll(x, -2, axis=axis) + x)
+    assert _slice_groups(fill_last, x) == [] and _slice_groups(rotate, x) == []
+
+
+def test_other_slices_stay_padded_reads():
+    """Strided slices, slices across a second axis and sources of another length keep the
+    padded read of the slice (the values are the same either way)."""
+    r = np.random.default_rng(5)
+    x, y = r.random((6, 5)), r.random((2, 4))
+
+    def f(x, y):
+        strided = np.concatenate([x[::2], x[1::2]], axis=0)
+        two_axes = np.concatenate([x[:4, 1:], y], axis=0)
+        shorter = np.concatenate([x[:3], x[4:]], axis=0)
+        return strided, two_axes, shorter
+
+    for got, want in zip(sciml.jit(f)(x, y), f(x, y)):
+        np.testing.assert_array_equal(got, want)
