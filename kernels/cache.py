@@ -1,11 +1,12 @@
 """Compiled-kernel cache: in memory, and on disk keyed by a structural hash of each kernel.
 
 The key of a kernel is a hash of its generated source plus the template version, numba's
-version and the target name, so a change in a template (or in the printer) that changes the
-source invalidates the entry by itself. Each kernel is written as a real module
-``sciml_kernels.k_<key>`` in a package directory under the cache root and imported through
-``sys.modules``: numba's ``cache=True`` needs a real file to index its on-disk cache, and it
-then reuses the machine code in a second process.
+version, the target name and the source of the modules the kernels import (``kernels.vmath``,
+``kernels.cpu``), so a change in a template or the printer that changes the source, or in a
+helper that numba inlines into the kernel, invalidates the entry by itself. Each kernel is
+written as a real module ``sciml_kernels.k_<key>`` in a package directory under the cache
+root and imported through ``sys.modules``: numba's ``cache=True`` needs a real file to index
+its on-disk cache, and it then reuses the machine code in a second process.
 
 The cache root is ``$SCIML_CACHE_DIR`` or ``~/.cache/sciml``.
 
@@ -16,8 +17,10 @@ The cache root is ``$SCIML_CACHE_DIR`` or ``~/.cache/sciml``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
+import importlib.util
 import os
 import sys
 import threading
@@ -26,6 +29,7 @@ from pathlib import Path
 from .templates import TEMPLATE_VERSION
 
 PACKAGE = "sciml_kernels"
+RUNTIME_MODULES = ("kernels.vmath", "kernels.cpu")  # what generated kernels import
 _MEMORY: dict[str, object] = {}
 _LOCK = threading.Lock()
 
@@ -41,10 +45,21 @@ def kernel_key(source: str, target: str) -> str:
     import numba
 
     h = hashlib.sha256()
-    for part in (target, str(TEMPLATE_VERSION), numba.__version__, source):
+    for part in (target, str(TEMPLATE_VERSION), numba.__version__, runtime_digest(), source):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:20]
+
+
+@functools.cache
+def runtime_digest() -> str:
+    """Hash of the modules generated kernels import. numba's on-disk cache checks only the
+    kernel's own file, so a changed helper it inlines (a vmath function) must change the key,
+    or an old machine code would be loaded with the new helper's name."""
+    h = hashlib.sha256()
+    for name in RUNTIME_MODULES:
+        h.update(Path(importlib.util.find_spec(name).origin).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def load(source: str, func_name: str, target: str = "cpu"):

@@ -21,9 +21,11 @@ into a branch that raises ZeroDivisionError, and ``a if c else b`` is a branch t
 vectoriser may or may not flatten. ``div``, ``sel``, ``fma`` and the bit casts below emit
 exactly one LLVM instruction each, whatever the caller's flags.
 
-Bounds and fallbacks: sin/cos/tan reduce exactly enough for |x| <= 2**40 (float64) and
-|x| <= 2**17 (float32) and return NaN beyond, rather than noise; a code generator that must
-handle larger arguments should print the libm call instead. pow_f32 evaluates in float64.
+Bounds and fallbacks: sin/cos/tan reduce by pi/2 in float64 for both dtypes (float32 inputs
+are widened, so a float32 argument is reduced as exactly as a float64 one); that is exact
+enough for |x| <= 2**40 (about 1.1e12), and beyond it they return NaN rather than noise
+(README lists this under what is missing). A libm fallback for those lanes would be a branch
+in the loop, which stops its vectorisation (17x slower, measured). pow_f32 evaluates in float64.
 
 Accuracy (measured by tests/test_vmath.py against numpy, in ulp of the result dtype) is
 stated in each docstring. Polynomial coefficients are Chebyshev fits computed with mpmath
@@ -247,11 +249,7 @@ _CONST = {
         sub_scale=33554432.0,
         sub_k=25,
         sqrt_half_bits=0x3F3504F3,
-        two_over_pi=0.6366197466850281,
-        pio2_1=1.5707963705062866,
-        pio2_2=-4.371138828673793e-08,
-        pio2_3=-1.7151245100058819e-15,
-        trig_max=2.0**17,
+        trig_max=2.0**40,  # reduced in float64
         tanh_clamp=10.0,
         hyp_big=9.0,
         tan_pi8=0.41421356237309503,
@@ -541,8 +539,11 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
     exp_hi, exp_lo, expm1_lo, expm1_bigk, tiny, sub_scale = (
         k[n] for n in ("exp_hi", "exp_lo", "expm1_lo", "expm1_bigk", "tiny", "sub_scale")
     )
-    two_over_pi, pio2_1, pio2_2, pio2_3, trig_max = (
-        k[n] for n in ("two_over_pi", "pio2_1", "pio2_2", "pio2_3", "trig_max")
+    trig_max = k["trig_max"]
+    # the trig reduction runs in float64 for both dtypes
+    D_two_over_pi, D_pio2_1, D_pio2_2, D_pio2_3, D_magic = (
+        np.float64(_CONST["float64"][n])
+        for n in ("two_over_pi", "pio2_1", "pio2_2", "pio2_3", "magic")
     )
     tanh_clamp, hyp_big, tan_pi8, tan_3pi8, pio4_hi, pio4_lo, erf_one = (
         k[n]
@@ -654,14 +655,21 @@ def _build(dt):  # noqa: C901 - one closure per function, read top to bottom
         return sel(x == zero, x, sel((x > -one) & (x < inf), res, special))
 
     @jit
-    def trig_reduce(x):
+    def trig_reduce64(x):
         """x = q*pi/2 + r, |r| <= pi/4 (slightly more at rounding ties); q as an integer."""
-        t = fma(x, two_over_pi, magic)
-        kf = t - magic
-        r = fma(-kf, pio2_1, x)  # exact (Cody-Waite with fma)
-        r = fma(-kf, pio2_3, fma(-kf, pio2_2, r))
+        t = fma(x, D_two_over_pi, D_magic)
+        kf = t - D_magic
+        r = fma(-kf, D_pio2_1, x)  # exact (Cody-Waite with fma)
+        r = fma(-kf, D_pio2_3, fma(-kf, D_pio2_2, r))
+        return kf, r, bits(t)
+
+    @jit
+    def trig_reduce(x):
+        """trig_reduce64 in the input's precision; float32 is reduced in float64 (exact for
+        |x| <= 2**40 too, where float32 constants would stop at 2**17) and rounded once."""
+        kf, r, q = trig_reduce64(numba.float64(x))
         # for k = 0, r is x itself; the select keeps the sign of x = -0 (-0 + +0 = +0)
-        return sel(kf == zero, x, r), bits(t)
+        return sel(kf == 0.0, x, F(r)), q
 
     @jit
     def sincos_poly(r):

@@ -100,6 +100,18 @@ def test_cache_dir_layout(tmp_path, monkeypatch):
     assert cache.kernel_key(src, "gpu") != key
 
 
+def test_key_follows_the_modules_kernels_import(monkeypatch):
+    """numba's disk cache checks only the kernel's file: a changed vmath helper it inlines
+    must give the kernel a new key, or stale machine code is loaded (it once was)."""
+    from kernels import cache
+
+    src = "from kernels.vmath import sin_f32\n"
+    key = cache.kernel_key(src, "cpu")
+    assert len(cache.runtime_digest()) == 16
+    monkeypatch.setattr(cache, "runtime_digest", lambda: "another vmath")
+    assert cache.kernel_key(src, "cpu") != key
+
+
 PARALLEL_PLAN = textwrap.dedent("""
     import numpy as np
     import sciml.numpy as snp
