@@ -154,3 +154,34 @@ def test_open_boundary_conditions_are_one_pass_over_the_fields():
     for w in (inner_i, upper & inner_i, True):
         np.testing.assert_array_equal(set_j(a, 4, v3, w), put_j(a, 4, np.where(w, v3, row(a, 4))))
         np.testing.assert_array_equal(set_j(a, 1, 0.0, w), put_j(a, 1, np.where(w, 0.0, row(a, 1))))
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (5, 7), (4, 6, 9)])
+def test_edge_copies_are_one_pass(shape):
+    """pom2k's edge copies (sea level: bcond 1; km/kh: the turbulence closure's cosmetic
+    edges) equal the sequence of column and row copies they replace, bit for bit, eagerly
+    and compiled, and each compiles to one kernel after the field's own (before: four)."""
+    import sciml
+    from cases.gomd.regions import col, copy_edges, put_i, put_j, row
+
+    def copies(k, fsm=None):
+        jm, im = k.shape[-2:]
+        s = (lambda x, j: x) if fsm is None else (lambda x, j: x * j)
+        k = put_j(k, jm, s(row(k, jm - 1), None if fsm is None else row(fsm, jm)))
+        k = put_j(k, 1, s(row(k, 2), None if fsm is None else row(fsm, 1)))
+        k = put_i(k, im, s(col(k, im - 1), None if fsm is None else col(fsm, im)))
+        return put_i(k, 1, s(col(k, 2), None if fsm is None else col(fsm, 1)))
+
+    r = np.random.default_rng(1)
+    a, fsm = r.standard_normal(shape), r.random(shape[-2:]) + 0.5
+    f = sciml.jit(lambda a, fsm: (copy_edges(a * 2.0), copy_edges(a * 2.0, fsm)))
+    for got, want in zip(f(a, fsm), (copies(a * 2.0), copies(a * 2.0, fsm))):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(copy_edges(a, fsm), copies(a, fsm))
+    np.testing.assert_array_equal(copy_edges(a), copies(a))
+    # the field's own kernel, then at most one per edge copy (shifts of the 2-D fsm that
+    # 3-D kernels read are made once, apart)
+    groups = [g for g in f.lower(a, fsm).groups if getattr(g, "domain", None) == shape]
+    assert len(groups) <= 3, [str(g) for g in groups]
+    with pytest.raises(ValueError, match="3 rows and 3 columns"):
+        copy_edges(np.zeros((2, 5)))

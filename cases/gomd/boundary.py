@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from cases.gomd.regions import col, put_i, put_j, row, set_i, set_j
+from cases.gomd.regions import col, copy_edges, put_i, put_j, row, set_i, set_j
 
 
 def elevation(elf, p):
     """Sea level: copy the first interior row/column outward, then mask land (bcond 1)."""
-    im, jm = p["im"], p["jm"]
-    elf = put_i(elf, 1, col(elf, 2))
-    elf = put_i(elf, im, col(elf, im - 1))
-    elf = put_j(elf, 1, row(elf, 2))
-    elf = put_j(elf, jm, row(elf, jm - 1))
-    return elf * p["fsm"]
+    return copy_edges(elf) * p["fsm"]
 
 
 def depth_mean_velocity(uaf, vaf, el, p, cfg):

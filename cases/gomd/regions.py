@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import sciml.numpy as snp
 from autodiff.primitives import PRIMITIVES
 
 
@@ -83,6 +84,45 @@ def _insert_axis(value, a, axis):
     vnd = np.ndim(value)
     dims = tuple(d for d in range(nd) if d != ax)[nd - 1 - vnd:]
     return PRIMITIVES["broadcast_in_dim"].bind(value, shape=shape, broadcast_dimensions=dims)
+
+
+def copy_edges(a, scale=None):
+    """``a`` with its first and last rows, then its first and last columns, replaced by the
+    adjacent interior row or column, each copied value times ``scale`` (a ``[j, i]`` field)
+    where it lands: pom2k's ``el(1, j) = el(2, j)``-style boundary copies, corners included
+    (a corner takes the diagonal interior value). Needs at least 3 rows and 3 columns.
+
+    Eagerly it is slice assignment. Traced it is one select over shifted reads of ``a``, so
+    the four copies are one pass over memory, not four.
+    """
+    jm, im = np.shape(a)[-2:]
+    if jm < 3 or im < 3:
+        raise ValueError(f"copy_edges: needs at least 3 rows and 3 columns, got {np.shape(a)}")
+    if isinstance(a, np.ndarray) and (scale is None or isinstance(scale, np.ndarray)):
+        out = a.copy()
+        for dst, src in ((-1, -2), (0, 1)):
+            out[..., dst, :] = a[..., src, :] if scale is None else a[..., src, :] * scale[dst, :]
+        for dst, src in ((-1, -2), (0, 1)):
+            out[..., :, dst] = (out[..., :, src] if scale is None
+                                else out[..., :, src] * scale[:, dst])
+        return out
+    first_j, last_j = (np.arange(jm) == 0)[:, None], (np.arange(jm) == jm - 1)[:, None]
+    first_i, last_i = np.arange(im) == 0, np.arange(im) == im - 1
+
+    def read(x, dj, di):
+        if dj == di == 0:
+            return x
+        return snp.shift(x, (0,) * (np.ndim(x) - 2) + (dj, di), "zero")
+
+    def times(x, dj, di):
+        return x if scale is None else x * read(scale, dj, di)
+
+    def rows_done(di):  # a after the row copies, read at column i + di
+        return np.where(last_j, times(read(a, -1, di), 0, di),
+                        np.where(first_j, times(read(a, 1, di), 0, di), read(a, 0, di)))
+
+    return np.where(last_i, times(rows_done(-1), 0, 0),
+                    np.where(first_i, times(rows_done(1), 0, 0), rows_done(0)))
 
 
 def col(a, i):

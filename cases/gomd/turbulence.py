@@ -11,7 +11,7 @@ import numpy as np
 
 from cases.gomd.eos import sound_speed
 from cases.gomd.internal import safe_sqrt
-from cases.gomd.regions import levels
+from cases.gomd.regions import copy_edges, levels
 from sciml.ocean import AXB, AXF, AYB, AYF, AZB, dxb, dxf, dyb, dyf, shift, thomas
 
 A1, B1, A2, B2, C1 = 0.92, 16.6, 0.74, 10.1, 0.08
@@ -150,15 +150,6 @@ def stability(ell, gh, q2, km, kh, kq, p):
     kq = (kn * 0.41 * sh + kq) * 0.5
     km = (kn * sm + km) * 0.5
     kh = (kn * sh + kh) * 0.5
-    return _copy_edges(km, p), _copy_edges(kh, p), kq
+    # pom2k's cosmetic boundary values: edges copy the next interior row/column, masked
+    return copy_edges(km, p["fsm"]), copy_edges(kh, p["fsm"]), kq
 
-
-def _copy_edges(k, p):
-    """pom2k's cosmetic boundary values: edges copy the next interior row/column, masked."""
-    from cases.gomd.regions import col, put_i, put_j, row
-
-    im, jm, fsm = p["im"], p["jm"], p["fsm"]
-    k = put_j(k, jm, row(k, jm - 1) * row(fsm, jm))
-    k = put_j(k, 1, row(k, 2) * row(fsm, 1))
-    k = put_i(k, im, col(k, im - 1) * col(fsm, im))
-    return put_i(k, 1, col(k, 2) * col(fsm, 1))
