@@ -482,6 +482,9 @@ def _literal(value, dtype: str) -> str:
 _GPU_DTYPES = {"bool", "int32", "int64", "float16", "bfloat16", "float32", "float64"}
 # Concatenations are rewritten into padded reads and selects that fuse (kernels/concat.py).
 EXPAND_CONCATENATE = True
+# A cond of kernel work runs both branches and selects (kernels/ifconvert.py): reading its
+# predicate would wait for the device, and a loop body with a host branch is not one CUDA graph.
+IF_CONVERT = True
 # Sums over axis 0, forward cumulative sums along it and tridiagonal solves of 3-D columns fuse
 # with the kernels computing their operands (kernels/fuse.py): a thread runs a column in order.
 SEQUENTIAL_AXIS0 = True

@@ -82,7 +82,8 @@ from autodiff.verify import verify
 
 from . import cache, wavefront
 from .concat import expand_concatenates
-from .fuse import Cluster, Library, fuse
+from .fuse import Cluster, Library, classify, fuse
+from .ifconvert import if_convert
 from .loopir import verify_kernel
 from .lower import lower
 from .plan import Plan
@@ -199,6 +200,10 @@ def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = Fals
     # passes: inline, fold, simplify, CSE, DCE to a fixed point (Graph -> Graph)
     if getattr(tgt, "EXPAND_CONCATENATE", False):  # concatenations as fusible padded reads
         graph = timer("concat", expand_concatenates, graph)
+    if getattr(tgt, "IF_CONVERT", False):  # conds of kernel work as selects (no host branch)
+        seq = getattr(tgt, "SEQUENTIAL_AXIS0", False)
+        graph = timer("if-convert", if_convert, graph,
+                      lambda n: classify(n, seq) is not None and tgt.can_fuse(n))
     graph = timer("passes", optimize, graph)
     _dump("passes", graph)
     # [Graph] -> [Cluster | Library]: which nodes share a pass over memory
