@@ -24,7 +24,7 @@ import functools
 import numpy as np
 
 from autodiff.ir import Apply, Graph
-from autodiff.passes.rewrite import GraphMap, rebuild
+from autodiff.passes.rewrite import GraphMap, reachable_graphs, rebuild
 from autodiff.primitives import get as get_primitive
 from autodiff.trace import make_graph
 
@@ -74,7 +74,5 @@ def _select_branches(index, *operands, branches):
 
 
 def _all_nodes(g: Graph):
-    from autodiff.passes.rewrite import reachable_graphs
-
     for sub in reachable_graphs(g):
         yield from sub.body
