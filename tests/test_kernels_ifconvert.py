@@ -78,3 +78,11 @@ def test_gpu_loop_body_keeps_no_host_branch():
         body = compile_graph(loop.params["body"], backend, build=False)
         hosted = [b for b in body.groups if not isinstance(b, Cluster)]
         assert sum(b.node.prim.name == "cond" for b in hosted) == conds, backend
+
+
+def test_docstring_runs():
+    import doctest
+
+    from kernels import ifconvert
+
+    assert doctest.testmod(ifconvert).failed == 0
