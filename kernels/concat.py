@@ -39,7 +39,7 @@ import functools
 import numpy as np
 
 from autodiff.ir import Apply, Graph, Var
-from autodiff.passes.rewrite import GraphMap, lookup, reachable_graphs, rebuild
+from autodiff.passes.rewrite import GraphMap, all_nodes, lookup, rebuild
 from autodiff.primitives import get as get_primitive
 from autodiff.trace import make_graph
 
@@ -74,7 +74,7 @@ def expand_concatenates(graph: Graph) -> Graph:
                     slices[node.outputs[0].id] = body[-1]
         return g.params, body, [lookup(o, env) for o in g.outputs]
 
-    if not any(n.prim.name == "concatenate" for n in _all_nodes(graph)):
+    if not any(n.prim.name == "concatenate" for n in all_nodes(graph)):
         return graph
     return GraphMap(rewrite)(graph)
 
@@ -121,8 +121,3 @@ def _as_selects(*xs, axis, sizes, offsets):
         out = piece if out is None else P("select").bind(pos < start, out, piece)
         start += n
     return out
-
-
-def _all_nodes(g: Graph):
-    for sub in reachable_graphs(g):
-        yield from sub.body

@@ -24,7 +24,7 @@ import functools
 import numpy as np
 
 from autodiff.ir import Apply, Graph
-from autodiff.passes.rewrite import GraphMap, reachable_graphs, rebuild
+from autodiff.passes.rewrite import GraphMap, all_nodes, rebuild
 from autodiff.primitives import get as get_primitive
 from autodiff.trace import make_graph
 
@@ -51,7 +51,7 @@ def if_convert(graph: Graph, fusible) -> Graph:
                 body.append(rebuild(node, node.inputs, sub.params(node.params)))
         return g.params, body, g.outputs
 
-    if not any(n.prim.name == "cond" for n in _all_nodes(graph)):
+    if not any(n.prim.name == "cond" for n in all_nodes(graph)):
         return graph
     return GraphMap(rewrite)(graph)
 
@@ -71,8 +71,3 @@ def _select_branches(index, *operands, branches):
             v = np.where(index <= i, outs[i][k], v)  # the first i with index <= i
         result.append(v)
     return result
-
-
-def _all_nodes(g: Graph):
-    for sub in reachable_graphs(g):
-        yield from sub.body

@@ -200,14 +200,14 @@ def compile_graph(graph: Graph, backend: str = "cpu", reuse_outputs: bool = Fals
     # passes: inline, fold, simplify, CSE, DCE to a fixed point (Graph -> Graph)
     if getattr(tgt, "EXPAND_CONCATENATE", False):  # concatenations as fusible padded reads
         graph = timer("concat", expand_concatenates, graph)
+    seq = getattr(tgt, "SEQUENTIAL_AXIS0", False)
     if getattr(tgt, "IF_CONVERT", False):  # conds of kernel work as selects (no host branch)
-        seq = getattr(tgt, "SEQUENTIAL_AXIS0", False)
         graph = timer("if-convert", if_convert, graph,
                       lambda n: classify(n, seq) is not None and tgt.can_fuse(n))
     graph = timer("passes", optimize, graph)
     _dump("passes", graph)
     # [Graph] -> [Cluster | Library]: which nodes share a pass over memory
-    groups = timer("fuse", fuse, graph, tgt.can_fuse, getattr(tgt, "SEQUENTIAL_AXIS0", False))
+    groups = timer("fuse", fuse, graph, tgt.can_fuse, seq)
     _dump("fuse", "\n".join(map(str, groups)))
     # a target refuses what it cannot run (a dtype it lacks) here, before any kernel runs
     if hasattr(tgt, "check_groups"):

@@ -80,6 +80,12 @@ def reachable_graphs(g: Graph) -> list[Graph]:
     return list(seen.values())
 
 
+def all_nodes(g: Graph):
+    """Every node of ``g`` and of the graphs reachable from it, each graph once."""
+    for sub in reachable_graphs(g):
+        yield from sub.body
+
+
 def is_recursive(g: Graph) -> bool:
     """True when ``g`` can reach itself through the subgraphs of its nodes (direct or mutual)."""
     stack = [s for node in g.body for s in node.subgraphs()]
