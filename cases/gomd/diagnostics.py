@@ -24,7 +24,10 @@ def totals(state, params) -> dict:
 
 def printed_maxima(state, params, iskp: int = 4, jskp: int = 3) -> dict:
     """max |.| over pom2k's printed subsample: i = 1, 1+iskp, ...; j = 1, 1+jskp, ...;
-    u, v at k = 1, kb/2, kb-1 (1-based), depth means and sea level at the surface."""
+    u, v at k = 1, kb/2, kb-1 (1-based), depth means and sea level at the surface.
+
+    ``el_high`` and ``el_low`` are the highest and lowest sea level on the same points
+    (signed; max|el| is the larger of their magnitudes)."""
     kb = params.cfg.kb
     ks = np.array([1, kb // 2, kb - 1]) - 1
 
@@ -36,7 +39,9 @@ def printed_maxima(state, params, iskp: int = 4, jskp: int = 3) -> dict:
 
     return {"max_u": sub3(state["u"]), "max_v": sub3(state["v"]),
             "max_ua": sub2(state["ua"]), "max_uab": sub2(state["uab"]),
-            "max_el": sub2(state["el"]), "max_elb": sub2(state["elb"])}
+            "max_el": sub2(state["el"]), "max_elb": sub2(state["elb"]),
+            "el_high": float(np.max(state["el"][::jskp, ::iskp])),
+            "el_low": float(np.min(state["el"][::jskp, ::iskp]))}
 
 
 def report(state, params) -> dict:
@@ -54,4 +59,5 @@ def format_report(r: dict) -> str:
             f"vtot = {r['vtot']:16.7e}   atot = {r['atot']:16.7e}  eaver = {r['eaver']:16.7e}\n"
             f"taver = {r['taver']:16.7e}  saver = {r['saver']:16.7e}  tsalt = {r['tsalt']:16.7e}\n"
             f"max|u| = {r['max_u']:.4f}  max|v| = {r['max_v']:.4f}  max|ua| = {r['max_ua']:.4f}"
-            f"  max|el| = {r['max_el']:.4f}")
+            f"  max|el| = {r['max_el']:.4f}"
+            f" (el from {r['el_low']:.4f} to {r['el_high']:.4f})")
