@@ -20,7 +20,7 @@ import numpy as np
 
 from autodiff.ir import Const, Var
 
-from . import cache
+from . import cache, nativecall
 from .plan import KERNEL_ARRAY_DTYPE, KernelStep, LibraryStep, _kernel_arg
 
 
@@ -31,14 +31,26 @@ class NotEligible(Exception):
 class PlanCode:
     """A plan run by one compiled function; other attributes are those of the step plan."""
 
-    def __init__(self, plan, fn, fixed, out_bufs, source):
+    def __init__(self, plan, fn, fixed, out_bufs, source, calls, owned):
         self.inner, self.fn, self.fixed, self.source = plan, fn, fixed, source
         self.out_bufs = out_bufs  # kernel buffers of the results: fresh arrays per call
+        self.calls = calls  # (kernel, signature) per slot of the address table fixed[0]
+        self.owned = owned  # the plan's buffers, which it reaches by address (fixed[1])
+        self.linked = False
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
+    def link(self):
+        """Compile (or load) every kernel the plan calls and hand the plan their addresses;
+        done on the first call, so a plan used only as another plan's loop body costs
+        nothing."""
+        if not self.linked:
+            self.fixed[0][:] = nativecall.compile_all(self.calls)
+            self.linked = True
+
     def __call__(self, args) -> list:
+        self.link()
         g = self.inner.graph
         arrays = [_kernel_arg(a, _Shape(p.aval)) for a, p in zip(args, g.params)]
         fresh = [_out_array(b, owned, arrays) for b, owned in self.out_bufs]
@@ -81,14 +93,16 @@ def build(plan, compile_sub):
                 for o in plan.graph.outputs]
     except NotEligible:
         return None
+    addresses = np.zeros(len(em.calls), np.int64)  # filled by PlanCode.link
     source = em.source(params + [name for _, name, _, _ in fresh], outs)
     fn = cache.load(source, "plan", "cpu-plan")
     # A plan loaded from numba's disk cache calls its parallel kernels without going through
     # their dispatchers, which is where numba starts its thread pool: start it here, or the
     # first parallel region of a fresh process runs on a pool that does not exist (segfault).
     numba.get_num_threads()
-    return PlanCode(plan, fn, [a for _, a in em.fixed], [(b, a) for _, _, b, a in fresh],
-                    source)
+    pointers = np.array([a.ctypes.data for _, a in em.fixed], np.int64)
+    return PlanCode(plan, fn, [addresses, pointers], [(b, a) for _, _, b, a in fresh], source,
+                    em.calls, [a for _, a in em.fixed])
 
 
 def _fresh_outputs(plan) -> list:
@@ -123,8 +137,8 @@ class _Emitter:
         self.compile_sub = compile_sub
         self.subs: dict = {}  # id(graph) -> its compiled sub-plan (graphs live in the node params)
         self.lines: list[str] = []
-        self.fixed: list = []  # (name, array) passed to every call: buffers owned by the plan
-        self.imports: dict[str, str] = {}
+        self.fixed: list = []  # (name, array): buffers owned by the plan, passed by address
+        self.calls: list = []  # (kernel dispatcher, signature) per address slot
         self.count = 0
 
     def fresh(self, prefix: str) -> str:
@@ -136,6 +150,8 @@ class _Emitter:
             if a is arr:  # a pool buffer reused by several steps is one argument
                 return name
         name = f"t{len(self.fixed)}"
+        if not arr.flags.c_contiguous:  # the plan reaches it by address: one block of memory
+            raise NotEligible("a plan buffer that is not C-contiguous")
         self.fixed.append((name, arr))
         return name
 
@@ -154,15 +170,21 @@ class _Emitter:
                 raise NotEligible(step.node.prim.name)
 
     def kernel(self, step, env, ind, out_names):
-        mod = step.fn.py_func.__module__
-        alias = self.imports.setdefault(mod, f"k{len(self.imports)}")
+        args = nativecall.buffer_args(step.kernel)
+        sig = nativecall.signature(args)
+        slot = next((i for i, (fn, s) in enumerate(self.calls) if fn is step.fn and s == sig),
+                    None)
+        if slot is None:
+            slot = len(self.calls)
+            self.calls.append((step.fn, sig))
         ins = [self.value(a, env, b) for a, b in zip(step.inputs, step.kernel.inputs)]
         outs = []
         for v, buf, b in zip(step.outputs, step.buffers, step.kernel.outputs):
             if str(b.dtype) in KERNEL_ARRAY_DTYPE:
                 raise NotEligible("half-type buffer")
             outs.append(out_names[v.id] if (buf is None or v.id in out_names) else self.own(buf))
-        self.emit(ind, f"{alias}({', '.join(ins + outs)})")
+        self.emit(ind, f"call_kernel(addresses[{slot}], {nativecall.spec(args)!r}, "
+                       f"{', '.join(ins + outs)})")
         for v, name, b in zip(step.outputs, outs, step.kernel.outputs):
             want = tuple(v.aval.shape) or (1,)
             if tuple(b.shape) != want:
@@ -304,11 +326,13 @@ class _Emitter:
     # -- source -------------------------------------------------------------------------------
 
     def source(self, params, outs) -> str:
-        imports = ["import numba", "import numpy as np"]
-        imports += [f"from {m} import kernel as {a}" for m, a in self.imports.items()]
-        args = ", ".join(params + [n for n, _ in self.fixed])  # params include the outputs
+        imports = ["import numba", "import numpy as np",
+                   "from kernels.nativecall import array_at, call_kernel"]
+        args = ", ".join(params + ["addresses", "pointers"])  # params include the outputs
+        views = [f"    {n} = array_at(pointers[{i}], {a.dtype.name!r}, {tuple(a.shape)!r})"
+                 for i, (n, a) in enumerate(self.fixed)]
         ret = ", ".join(outs) + ("," if len(outs) == 1 else "")
         head = ["@numba.njit(error_model=\"numpy\", nogil=True, cache=True)",
                 f"def plan({args}):"]
         return "\n".join(imports) + "\n\n\n" + "\n".join(
-            head + self.lines + [f"    return ({ret})"]) + "\n"
+            head + views + self.lines + [f"    return ({ret})"]) + "\n"
