@@ -138,13 +138,19 @@ def array_at(typingctx, addr, dtype_text, shape):
     return aty(addr, dtype_text, shape), codegen
 
 
-def compile_all(calls) -> list[int]:
+def compile_all(calls, meanwhile=None) -> list[int]:
     """Addresses of ``calls`` [(dispatcher, signature)], compiling what numba's disk cache
-    lacks in worker processes first when there is enough of it."""
+    lacks in worker processes first when there is enough of it. ``meanwhile()`` (the plan
+    function's own compile, which needs no kernel) runs in this process while they work."""
     missing = [(fn, sig) for fn, sig in calls if sig not in fn.overloads and not _on_disk(fn, sig)]
     workers = min(_workers(), len(missing))
-    if workers > 1 and len(missing) >= MIN_PARALLEL:
-        _compile_in_workers(missing, workers)
+    procs = _start_workers(missing, workers) if workers > 1 and len(missing) >= MIN_PARALLEL else []
+    try:
+        if meanwhile is not None:
+            meanwhile()
+    finally:
+        for p in procs:
+            p.wait()
     return [address(fn, sig) for fn, sig in calls]
 
 
@@ -165,7 +171,7 @@ def _on_disk(fn, sig) -> bool:
         return True
 
 
-def _compile_in_workers(missing, workers: int):
+def _start_workers(missing, workers: int) -> list:
     """Split the kernels over ``workers`` processes, largest source first; each compiles its
     share into numba's disk cache. A worker that fails leaves its kernels to this process,
     whose compile then raises the real error."""
@@ -185,8 +191,7 @@ def _compile_in_workers(missing, workers: int):
     for p, share in zip(procs, shares):
         p.stdin.write(json.dumps(share).encode())
         p.stdin.close()
-    for p in procs:
-        p.wait()
+    return procs
 
 
 def _worker_main():

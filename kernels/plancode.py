@@ -41,19 +41,20 @@ class PlanCode:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def link(self):
-        """Compile (or load) every kernel the plan calls and hand the plan their addresses;
-        done on the first call, so a plan used only as another plan's loop body costs
-        nothing."""
+    def link(self, args):
+        """Compile (or load) every kernel the plan calls and hand the plan their addresses,
+        compiling the plan function for ``args`` meanwhile; done on the first call, so a plan
+        used only as another plan's loop body costs nothing."""
         if not self.linked:
-            self.fixed[0][:] = nativecall.compile_all(self.calls)
+            sig = tuple(numba.typeof(a) for a in args)
+            self.fixed[0][:] = nativecall.compile_all(self.calls, lambda: self.fn.compile(sig))
             self.linked = True
 
     def __call__(self, args) -> list:
-        self.link()
         g = self.inner.graph
         arrays = [_kernel_arg(a, _Shape(p.aval)) for a, p in zip(args, g.params)]
         fresh = [_out_array(b, owned, arrays) for b, owned in self.out_bufs]
+        self.link([*arrays, *fresh, *self.fixed])
         outs = self.fn(*arrays, *fresh, *self.fixed)
         return [np.asarray(o).reshape(v.aval.shape) for o, v in zip(outs, g.outputs)]
 
