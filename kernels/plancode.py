@@ -10,7 +10,9 @@ Used for plans made of kernels (fused kernels and compiled library routines) and
 (``fori_loop``, ``while_loop``, ``scan``, ``cond``; nested) whose values have numba dtypes; any
 other plan runs step by step from Python (``kernels.plan.Plan``).
 Loop bounds and every other value that changes between calls are arguments of the function,
-never constants baked into its source.
+never constants baked into its source. Kernels are called through their addresses and the
+plan's own buffers reached through a table of addresses (``kernels.nativecall``), so the
+function compiles without its kernels, and alongside them on the first call.
 """
 
 from __future__ import annotations
