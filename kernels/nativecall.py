@@ -157,7 +157,10 @@ def compile_all(calls, meanwhile=None) -> list[int]:
 def _workers() -> int:
     env = os.environ.get("SCIML_COMPILE_WORKERS")
     if env:
-        return max(1, int(env))
+        if not env.strip().isdigit() or int(env) < 1:
+            raise ValueError(f"SCIML_COMPILE_WORKERS must be a positive integer (1 compiles "
+                             f"in the calling process), got {env!r}")
+        return int(env)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
@@ -175,8 +178,7 @@ def _start_workers(missing, workers: int) -> list:
     """Split the kernels over ``workers`` processes, largest source first; each compiles its
     share into numba's disk cache. A worker that fails leaves its kernels to this process,
     whose compile then raises the real error."""
-    sizes = [(os.path.getsize(sys.modules[fn.py_func.__module__].__file__), fn, sig)
-             for fn, sig in missing]
+    sizes = [(_source_size(fn), fn, sig) for fn, sig in missing]
     shares = [[] for _ in range(workers)]
     load = [0] * workers
     for size, fn, sig in sorted(sizes, key=lambda s: -s[0]):
@@ -194,12 +196,21 @@ def _start_workers(missing, workers: int) -> list:
     return procs
 
 
+def _source_size(fn) -> int:
+    path = getattr(sys.modules.get(fn.py_func.__module__), "__file__", None)
+    return os.path.getsize(path) if path else 0
+
+
 def _worker_main():
-    """Compile the kernels named on stdin into numba's disk cache."""
+    """Compile the kernels named on stdin into numba's disk cache; one that fails is left to
+    the calling process (which reports the error), the others still compile."""
     import importlib
 
     for module, name, args in json.load(sys.stdin):
-        getattr(importlib.import_module(module), name).compile(signature(args))
+        try:
+            getattr(importlib.import_module(module), name).compile(signature(args))
+        except Exception:
+            continue
 
 
 if __name__ == "__main__":

@@ -99,3 +99,19 @@ def test_workers_compile_what_the_disk_cache_lacks(tmp_path):
     assert all(hits == 1 and misses == 0 for hits, misses in r["stats"]), r["stats"]
     r = _run(tmp_path / "one", 1)  # one worker: compiled in the process itself
     assert r["err"] < 1e-13 and all(misses == 1 for _, misses in r["stats"]), r["stats"]
+
+
+def test_bad_worker_count_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("SCIML_COMPILE_WORKERS", "two")
+    with pytest.raises(ValueError, match="SCIML_COMPILE_WORKERS must be a positive integer"):
+        nativecall._workers()
+    monkeypatch.setenv("SCIML_COMPILE_WORKERS", "3")
+    assert nativecall._workers() == 3
+
+
+def test_a_worker_skips_a_kernel_it_cannot_compile(monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(
+        [["no_such_module_here", "kernel", [["float64", 1]]]])))
+    nativecall._worker_main()  # the calling process compiles it and reports the error
