@@ -105,7 +105,7 @@ def build(plan, compile_sub):
     numba.get_num_threads()
     pointers = np.array([a.ctypes.data for _, a in em.fixed], np.int64)
     return PlanCode(plan, fn, [addresses, pointers], [(b, a) for _, _, b, a in fresh], source,
-                    em.calls, [a for _, a in em.fixed])
+                    list(em.calls), [a for _, a in em.fixed])
 
 
 def _fresh_outputs(plan) -> list:
@@ -141,7 +141,7 @@ class _Emitter:
         self.subs: dict = {}  # id(graph) -> its compiled sub-plan (graphs live in the node params)
         self.lines: list[str] = []
         self.fixed: list = []  # (name, array): buffers owned by the plan, passed by address
-        self.calls: list = []  # (kernel dispatcher, signature) per address slot
+        self.calls: dict = {}  # (kernel dispatcher, signature) -> its slot in the address table
         self.count = 0
 
     def fresh(self, prefix: str) -> str:
@@ -175,11 +175,7 @@ class _Emitter:
     def kernel(self, step, env, ind, out_names):
         args = nativecall.buffer_args(step.kernel)
         sig = nativecall.signature(args)
-        slot = next((i for i, (fn, s) in enumerate(self.calls) if fn is step.fn and s == sig),
-                    None)
-        if slot is None:
-            slot = len(self.calls)
-            self.calls.append((step.fn, sig))
+        slot = self.calls.setdefault((step.fn, sig), len(self.calls))
         ins = [self.value(a, env, b) for a, b in zip(step.inputs, step.kernel.inputs)]
         outs = []
         for v, buf, b in zip(step.outputs, step.buffers, step.kernel.outputs):

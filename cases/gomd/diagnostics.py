@@ -34,14 +34,15 @@ def printed_maxima(state, params, iskp: int = 4, jskp: int = 3) -> dict:
     def sub2(a):
         return float(np.max(np.abs(a[::jskp, ::iskp])))
 
+    el = state["el"][::jskp, ::iskp]
+
     def sub3(a):
         return float(np.max(np.abs(a[ks][:, ::jskp, ::iskp])))
 
     return {"max_u": sub3(state["u"]), "max_v": sub3(state["v"]),
             "max_ua": sub2(state["ua"]), "max_uab": sub2(state["uab"]),
             "max_el": sub2(state["el"]), "max_elb": sub2(state["elb"]),
-            "el_high": float(np.max(state["el"][::jskp, ::iskp])),
-            "el_low": float(np.min(state["el"][::jskp, ::iskp]))}
+            "el_high": float(np.max(el)), "el_low": float(np.min(el))}
 
 
 def report(state, params) -> dict:
